@@ -1,0 +1,89 @@
+"""Command line: ``chatsvc serve`` and ``chatsvc migrate``. Parses settings, nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from aiohttp import web
+
+from chatsvc import migrate
+from chatsvc.app import create_app
+from chatsvc.embedded import EmbeddedPostgres
+from chatsvc.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("chatsvc")
+
+
+@contextmanager
+def database_url(settings: Settings) -> Iterator[str]:
+    """DATABASE_URL when set; otherwise the embedded PostgreSQL, stopped on exit."""
+    if settings.database_url is not None:
+        yield settings.database_url
+        return
+    with EmbeddedPostgres(settings.data_dir) as embedded:
+        log.info("embedded PostgreSQL in %s", settings.data_dir)
+        yield embedded.url()
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # not on Windows
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def serve(settings: Settings) -> None:
+    with database_url(settings) as url:
+        applied = migrate.apply(url)
+        log.info("migrations applied: %d", applied)
+        app = create_app(settings.model_copy(update={"database_url": url}))
+        log.info("serving on http://%s:%d", settings.host, settings.port)
+        web.run_app(app, host=settings.host, port=settings.port, loop=new_event_loop(), print=None)
+
+
+def run_migrate(settings: Settings, args: argparse.Namespace) -> None:
+    with database_url(settings) as url:
+        if args.list:
+            for migration_id, applied in migrate.status(url):
+                print(f"{'applied' if applied else 'pending'}  {migration_id}")
+        elif args.rollback:
+            print(f"rolled back {migrate.rollback(url, args.count)} migration(s)")
+        else:
+            print(f"applied {migrate.apply(url)} migration(s)")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="chatsvc", description="Chat history HTTP service.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="apply migrations, then serve HTTP")
+    serve_cmd.add_argument("--host", help="overrides CHATSVC_HOST")
+    serve_cmd.add_argument("--port", type=int, help="overrides CHATSVC_PORT")
+    migrate_cmd = commands.add_parser("migrate", help="apply pending migrations")
+    migrate_cmd.add_argument("--rollback", action="store_true", help="roll back instead")
+    migrate_cmd.add_argument("--count", type=int, help="with --rollback: how many (default: all)")
+    migrate_cmd.add_argument("--list", action="store_true", help="show each migration's state")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    overrides = {"host": args.host, "port": args.port} if args.command == "serve" else {}
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as exc:
+        sys.exit(f"chatsvc: {exc}")
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "serve":
+        serve(settings)
+    else:
+        run_migrate(settings, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""create_app(settings): keys, cleanup contexts, middlewares, routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+
+from aiohttp import web
+
+from chatsvc.db import open_database
+from chatsvc.errors import Handler, ServiceUnavailable, problem_middleware
+from chatsvc.handlers import chats, messages
+from chatsvc.keys import DATABASE, SETTINGS
+from chatsvc.parsing import MAX_BODY_BYTES
+from chatsvc.settings import Settings
+
+# Every route, by path and method. Each path is served with and without a
+# trailing slash, directly: a redirect would lose POST bodies in many clients.
+ROUTES: Mapping[str, Mapping[str, Handler]] = {
+    "/chats": {"POST": chats.create_chat},
+    "/chats/{chat_id}": {"GET": chats.get_chat, "DELETE": chats.delete_chat},
+    "/chats/{chat_id}/messages": {"POST": messages.create_message},
+}
+
+SHUTTING_DOWN = web.AppKey("shutting_down", bool)
+
+
+def add_routes(app: web.Application, routes: Mapping[str, Mapping[str, Handler]]) -> None:
+    for path, handlers in routes.items():
+        for variant in (path, f"{path}/"):
+            # One resource per path, so a wrong method gets 405 with the full Allow list.
+            resource = app.router.add_resource(variant)
+            for method, handler in handlers.items():
+                resource.add_route(method, handler)
+                if method == "GET":
+                    resource.add_route("HEAD", handler)
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[DATABASE] = await open_database(app[SETTINGS])
+    yield
+    await app[DATABASE].pool.close()
+
+
+async def on_shutdown(app: web.Application) -> None:
+    app[SHUTTING_DOWN] = True
+
+
+@web.middleware
+async def refuse_when_shutting_down(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.app[SHUTTING_DOWN]:
+        raise ServiceUnavailable("The service is shutting down; retry shortly.")
+    return await handler(request)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[problem_middleware, refuse_when_shutting_down],
+    )
+    app[SETTINGS] = settings
+    app[SHUTTING_DOWN] = False
+    app.cleanup_ctx.append(database_ctx)
+    app.on_shutdown.append(on_shutdown)
+    add_routes(app, ROUTES)
+    return app

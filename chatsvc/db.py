@@ -1,0 +1,66 @@
+"""The asyncpg pool: its lifecycle, connection set-up, and bounded acquire."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from chatsvc.settings import Settings
+
+# Failures that mean "the database cannot serve us right now", as opposed to a
+# bug in a statement: the server is down, restarting, out of connections, or a
+# statement or the wait for a connection ran out of time.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable
+    asyncio.TimeoutError,  # pool acquire or client-side command timeout
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.InterfaceError,  # connection closed under us, pool closing
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, statement_timeout
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections
+)
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not serve a request; answered with 503."""
+
+
+class Database:
+    """The pool and the time a request may wait for one of its connections."""
+
+    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float) -> None:
+        self.pool = pool
+        self.acquire_timeout = acquire_timeout
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; unavailability, here or in the block, becomes DatabaseUnavailable."""
+        try:
+            async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+                yield conn
+        except UNAVAILABLE as exc:
+            raise DatabaseUnavailable(type(exc).__name__) from exc
+
+
+async def open_database(settings: Settings) -> Database:
+    if settings.database_url is None:
+        raise ValueError("open_database needs settings.database_url")
+    statement_timeout_ms = int(settings.statement_timeout * 1000)
+    pool = await asyncpg.create_pool(
+        settings.database_url,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        statement_cache_size=settings.statement_cache_size,
+        # The server cancels a statement at statement_timeout; the client-side
+        # limit, a little later, covers a server that stopped answering at all.
+        command_timeout=settings.statement_timeout + 1,
+        server_settings={
+            "application_name": "chatsvc",
+            # Timestamps leave PostgreSQL as RFC 3339 with a +00:00 offset.
+            "TimeZone": "UTC",
+            "statement_timeout": str(statement_timeout_ms),
+        },
+    )
+    return Database(pool, settings.pool_acquire_timeout)

@@ -1,0 +1,119 @@
+"""problem+json errors (RFC 9457) and the middleware that produces every one of them.
+
+Handlers raise typed exceptions; this module alone decides what the client
+sees. No stack trace, SQL or HTML ever reaches a response.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from chatsvc.db import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_SECONDS = "1"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Problem(Exception):
+    """An error answer; subclasses fix the status."""
+
+    status: int = 500
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+
+class BadRequest(Problem):
+    status = 400
+
+
+class NotFound(Problem):
+    status = 404
+
+
+class PayloadTooLarge(Problem):
+    status = 413
+
+
+class UnsupportedMediaType(Problem):
+    status = 415
+
+
+class ValidationFailed(Problem):
+    status = 422
+
+    def __init__(self, errors: Sequence[Mapping[str, Any]]) -> None:
+        fields = ", ".join(".".join(str(part) for part in error["loc"]) for error in errors)
+        super().__init__(f"The request is not valid: {fields}.", errors=list(errors))
+
+
+class ServiceUnavailable(Problem):
+    status = 503
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> web.Response:
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
+    return web.Response(
+        body=orjson.dumps(body | extra),
+        status=status,
+        headers={**(headers or {}), "Content-Type": PROBLEM_JSON},
+    )
+
+
+# Headers of aiohttp's own errors worth keeping (405 must say what is allowed).
+_KEPT_HEADERS = ("Allow",)
+
+_DETAILS = {
+    404: "No such resource.",
+    405: "This method is not allowed here; the Allow header lists the ones that are.",
+    413: "The request body is larger than 65536 bytes.",
+}
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Problem as problem:
+        return problem_response(problem.status, problem.detail, problem.headers, **problem.extra)
+    except DatabaseUnavailable:
+        log.warning("database unavailable for %s %s", request.method, request.path, exc_info=True)
+        return problem_response(
+            503, "The database is unavailable; retry shortly.", {"Retry-After": RETRY_AFTER_SECONDS}
+        )
+    except web.HTTPException as exc:  # aiohttp's own: no route, wrong method, body too large
+        if exc.status < 400:
+            raise
+        headers = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
+        detail = _DETAILS.get(exc.status, HTTPStatus(exc.status).description)
+        return problem_response(exc.status, detail, headers)
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return problem_response(500, "An unexpected error occurred.")

@@ -1,0 +1,76 @@
+"""Reading the parts of a request: path ids, query integers, JSON bodies.
+
+Each failure raises the contract's problem: 404 for an id that names nothing,
+422 for a bad field, 400 for JSON that does not parse, 413 and 415 for bodies
+too large or not JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from chatsvc.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+
+MAX_BODY_BYTES = 65_536
+BIGINT_MAX = 2**63 - 1
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() would accept "٣"
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def path_id(request: web.Request, name: str) -> int:
+    """A positive bigint from the path; anything else names no resource (404)."""
+    raw = request.match_info[name]
+    value = int(raw) if _DIGITS.fullmatch(raw) else 0
+    if not 1 <= value <= BIGINT_MAX:
+        raise NotFound("No such resource.")
+    return value
+
+
+def query_int(request: web.Request, name: str, *, default: int, minimum: int, maximum: int) -> int:
+    """An integer query parameter within bounds; never clamped, 422 otherwise."""
+    values = request.query.getall(name, [])
+    if not values:
+        return default
+    raw = values[0]
+    if len(values) > 1:
+        msg = "must be given at most once"
+    elif not _DIGITS.fullmatch(raw) or not minimum <= int(raw) <= maximum:
+        msg = f"must be an integer from {minimum} to {maximum}"
+    else:
+        return int(raw)
+    raise ValidationFailed([{"loc": ["query", name], "msg": msg}])
+
+
+def _is_json(content_type: str) -> bool:
+    # aiohttp has already dropped parameters such as charset and lowercased it.
+    return content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    )
+
+
+async def json_body(request: web.Request, model: type[Body]) -> Body:
+    """The request body, parsed as strict JSON and validated by model."""
+    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        raise UnsupportedMediaType("Compressed request bodies are not accepted; send identity-encoded JSON.")
+    if not _is_json(request.content_type):
+        raise UnsupportedMediaType("The request body must be JSON, sent as Content-Type: application/json.")
+    if (request.content_length or 0) > MAX_BODY_BYTES:  # refuse before reading it
+        raise PayloadTooLarge(f"The request body is larger than {MAX_BODY_BYTES} bytes.")
+    raw = await request.read()  # raises 413 past client_max_size, chunked or not
+    if not raw.strip():
+        raise BadRequest("The request body is empty; a JSON object is required.")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [{"loc": ["body", *error["loc"]], "msg": error["msg"]} for error in exc.errors()]
+        raise ValidationFailed(errors) from None
