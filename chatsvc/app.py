@@ -8,8 +8,8 @@ from aiohttp import web
 
 from chatsvc.db import open_database
 from chatsvc.errors import Handler, ServiceUnavailable, problem_middleware
-from chatsvc.handlers import chats, messages
-from chatsvc.keys import DATABASE, SETTINGS
+from chatsvc.handlers import chats, health, messages
+from chatsvc.keys import DATABASE, LIFECYCLE, SETTINGS, Lifecycle
 from chatsvc.parsing import MAX_BODY_BYTES
 from chatsvc.settings import Settings
 
@@ -19,9 +19,8 @@ ROUTES: Mapping[str, Mapping[str, Handler]] = {
     "/chats": {"POST": chats.create_chat},
     "/chats/{chat_id}": {"GET": chats.get_chat, "DELETE": chats.delete_chat},
     "/chats/{chat_id}/messages": {"POST": messages.create_message},
+    "/healthz": {"GET": health.healthz},
 }
-
-SHUTTING_DOWN = web.AppKey("shutting_down", bool)
 
 
 def add_routes(app: web.Application, routes: Mapping[str, Mapping[str, Handler]]) -> None:
@@ -42,12 +41,12 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def on_shutdown(app: web.Application) -> None:
-    app[SHUTTING_DOWN] = True
+    app[LIFECYCLE].shutting_down = True
 
 
 @web.middleware
 async def refuse_when_shutting_down(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.app[SHUTTING_DOWN]:
+    if request.app[LIFECYCLE].shutting_down:
         raise ServiceUnavailable("The service is shutting down; retry shortly.")
     return await handler(request)
 
@@ -58,7 +57,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[problem_middleware, refuse_when_shutting_down],
     )
     app[SETTINGS] = settings
-    app[SHUTTING_DOWN] = False
+    app[LIFECYCLE] = Lifecycle()
     app.cleanup_ctx.append(database_ctx)
     app.on_shutdown.append(on_shutdown)
     add_routes(app, ROUTES)

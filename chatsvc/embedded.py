@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 from urllib.parse import quote
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,10 @@ class EmbeddedPostgres:
         self.durable = durable
         self._bin = bin_dir()
         self._user = SYSTEM_USER if os.geteuid() == 0 else None
+        # Drop root's groups too: a root group match would deny what "others" may do.
+        self._as_user: dict[str, Any] = (
+            {"user": SYSTEM_USER, "group": SYSTEM_USER, "extra_groups": []} if self._user else {}
+        )
         self._socket_dir: Path | None = None
         self._started_here = False
 
@@ -129,8 +133,8 @@ class EmbeddedPostgres:
         status = subprocess.run(
             [str(self._bin / "pg_ctl"), "status", "-D", str(self.pgdata)],
             capture_output=True,
-            user=self._user,
             check=False,
+            **self._as_user,
         )
         if status.returncode != 0:  # 3: not running
             return None
@@ -172,9 +176,9 @@ class EmbeddedPostgres:
             [str(self._bin / program), *args],
             capture_output=True,
             text=True,
-            user=self._user,
             start_new_session=True,
             check=False,
+            **self._as_user,
         )
         if result.returncode != 0:
             log_tail = ""

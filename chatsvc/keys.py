@@ -1,9 +1,20 @@
 """Typed keys for everything the application object holds."""
 
+from dataclasses import dataclass
+
 from aiohttp import web
 
 from chatsvc.db import Database
 from chatsvc.settings import Settings
 
+
+@dataclass
+class Lifecycle:
+    """Mutable run state (the application's own mapping is frozen once it starts)."""
+
+    shutting_down: bool = False
+
+
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)

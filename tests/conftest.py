@@ -1,0 +1,94 @@
+"""Fixtures: a real PostgreSQL, a migrated database, and the real app on it.
+
+Without TEST_DATABASE_URL the tests start the embedded PostgreSQL in a
+temporary directory (crash safety off, for speed). With it, they use that
+server: they create their own databases there (chatsvc_test_<random>) and drop
+them afterwards, so the role needs CREATEDB; no existing database is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import psycopg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from chatsvc import migrate
+from chatsvc.app import create_app
+from chatsvc.embedded import EmbeddedPostgres
+from chatsvc.settings import Settings
+
+ClientFactory = Callable[..., "TestClient[web.Request, web.Application]"]
+Client = TestClient[web.Request, web.Application]
+
+
+def with_database(server_url: str, name: str) -> str:
+    """server_url with its database name replaced by name."""
+    parts = urlsplit(server_url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server: TEST_DATABASE_URL, or the embedded one in a temp dir."""
+    given = os.environ.get("TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    data_dir: Path = tmp_path_factory.mktemp("postgres")
+    with EmbeddedPostgres(data_dir, durable=False) as server:
+        yield server.url("postgres")
+
+
+@pytest.fixture(scope="session")
+def make_database(server_url: str) -> Iterator[Callable[[], str]]:
+    """Creates empty scratch databases on the server; drops them all at the end."""
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"chatsvc_test_{secrets.token_hex(4)}"
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return with_database(server_url, name)
+
+    yield make
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        for name in created:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(make_database: Callable[[], str]) -> str:
+    """A database with every migration applied, shared by the session.
+
+    Tests share it and stay independent by creating the chats they use.
+    """
+    url = make_database()
+    migrate.apply(url)
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, pool_min_size=1, pool_max_size=10)
+
+
+@pytest.fixture
+async def client(aiohttp_client: ClientFactory, settings: Settings) -> Client:
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection, for checking what the API stored."""
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
