@@ -55,6 +55,10 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[problem_middleware, refuse_when_shutting_down],
+        # Bodies arrive as sent: compressed ones reach our 415 check instead of
+        # being inflated (or, for an unknown codec, refused as plain text) by
+        # the parser, and the 64 KiB limit is on what arrives.
+        handler_args={"auto_decompress": False},
     )
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
