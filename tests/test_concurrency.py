@@ -1,0 +1,193 @@
+"""The ordering guarantee and race-freedom of sends and deletes (contract v1).
+
+Two kinds of test: deterministic ones that hold a transaction open on a
+connection of their own and check what a racing API request does meanwhile,
+and load-style ones that race many real requests and check the database after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import asyncpg
+
+from chatsvc import queries
+from tests.api import create_chat, send
+from tests.conftest import Client
+
+T = TypeVar("T")
+
+
+async def waiting_on_a_lock(db: asyncpg.Connection, request: Awaitable[T]) -> asyncio.Task[T]:
+    """Starts request and returns once the service's backend waits for a lock."""
+    task = asyncio.ensure_future(request)
+    for _ in range(1000):
+        waiting = await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE application_name = 'chatsvc' AND wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        if waiting or task.done():
+            break
+        await asyncio.sleep(0.01)
+    assert not task.done(), "the request did not wait for the open transaction"
+    return task
+
+
+async def message_ids(client: Client, chat_id: int) -> list[int]:
+    body = await (await client.get(f"/chats/{chat_id}", params={"limit": "100"})).json()
+    return [message["id"] for message in body["messages"]]
+
+
+async def test_a_send_waits_for_an_earlier_send_in_the_same_chat(
+    client: Client, db: asyncpg.Connection, database_url: str
+) -> None:
+    chat = await create_chat(client)
+    other = await asyncpg.connect(database_url)
+    try:
+        transaction = other.transaction()
+        await transaction.start()
+        first = await other.fetchrow(queries.CREATE_MESSAGE, chat["id"], "first")
+        later = await waiting_on_a_lock(db, send(client, chat["id"], "later"))
+        # Neither is visible yet: a reader never sees "later" without "first".
+        assert await message_ids(client, chat["id"]) == []
+        await transaction.commit()
+        second = await later
+    finally:
+        await other.close()
+    assert second["id"] > first["id"]
+    assert await message_ids(client, chat["id"]) == [first["id"], second["id"]]
+
+
+async def test_a_delete_waits_for_a_send_in_progress_and_takes_its_message(
+    client: Client, db: asyncpg.Connection, database_url: str
+) -> None:
+    chat = await create_chat(client)
+    other = await asyncpg.connect(database_url)
+    try:
+        transaction = other.transaction()
+        await transaction.start()
+        await other.fetchrow(queries.CREATE_MESSAGE, chat["id"], "in flight")
+        delete = await waiting_on_a_lock(db, client.delete(f"/chats/{chat['id']}"))
+        await transaction.commit()
+        assert (await delete).status == 204
+    finally:
+        await other.close()
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE chat_id = $1", chat["id"]) == 0
+
+
+async def test_a_send_racing_a_delete_in_progress_is_404_not_500(
+    client: Client, db: asyncpg.Connection, database_url: str
+) -> None:
+    chat = await create_chat(client)
+    other = await asyncpg.connect(database_url)
+    try:
+        transaction = other.transaction()
+        await transaction.start()
+        await other.execute("DELETE FROM chats WHERE id = $1", chat["id"])
+        racing = await waiting_on_a_lock(
+            db, client.post(f"/chats/{chat['id']}/messages/", json={"text": "too late"})
+        )
+        await transaction.commit()
+        response = await racing
+    finally:
+        await other.close()
+    assert response.status == 404, await response.text()
+    assert response.content_type == "application/problem+json"
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE chat_id = $1", chat["id"]) == 0
+
+
+async def test_a_send_survives_a_delete_that_rolls_back(
+    client: Client, db: asyncpg.Connection, database_url: str
+) -> None:
+    chat = await create_chat(client)
+    other = await asyncpg.connect(database_url)
+    try:
+        transaction = other.transaction()
+        await transaction.start()
+        await other.execute("DELETE FROM chats WHERE id = $1", chat["id"])
+        racing = await waiting_on_a_lock(db, send(client, chat["id"], "kept"))
+        await transaction.rollback()
+        message = await racing
+    finally:
+        await other.close()
+    assert await message_ids(client, chat["id"]) == [message["id"]]
+
+
+async def test_parallel_senders_while_reading_ids_only_grow(client: Client) -> None:
+    chat = await create_chat(client)
+    senders, per_sender = 8, 25
+    stop_reading = asyncio.Event()
+    reads: list[list[int]] = []
+
+    async def sender(n: int) -> list[int]:
+        return [(await send(client, chat["id"], f"{n}-{k}"))["id"] for k in range(per_sender)]
+
+    async def reader() -> None:
+        while not stop_reading.is_set():
+            reads.append(await message_ids(client, chat["id"]))
+
+    reading = asyncio.ensure_future(reader())
+    sent = await asyncio.gather(*(sender(n) for n in range(senders)))
+    stop_reading.set()
+    await reading
+
+    every_id = sorted(i for ids in sent for i in ids)
+    assert len(set(every_id)) == senders * per_sender
+    for ids in sent:  # each client's own sends got increasing ids
+        assert ids == sorted(ids)
+    seen: set[int] = set()
+    highest_seen = 0
+    for ids in reads:
+        assert ids == sorted(set(ids)), "a page is oldest first with no repeats"
+        # Nothing below an id already seen may appear later.
+        assert all(i in seen for i in ids if i < highest_seen), "a message appeared below one already seen"
+        seen.update(ids)
+        highest_seen = max([highest_seen, *ids])
+    body = await (await client.get(f"/chats/{chat['id']}", params={"limit": "100"})).json()
+    assert [m["id"] for m in body["messages"]] == every_id[-100:]
+    assert len(reads) > 1
+
+
+async def test_sends_racing_deletes_get_only_201_or_404_and_leave_no_orphans(
+    client: Client, db: asyncpg.Connection
+) -> None:
+    rounds, sends_per_chat = 30, 6
+    chats = [await create_chat(client) for _ in range(rounds)]
+    statuses: list[int] = []
+    stored: list[dict[str, Any]] = []
+
+    async def send_one(chat_id: int, n: int) -> None:
+        await asyncio.sleep(random.random() / 200)
+        response = await client.post(f"/chats/{chat_id}/messages/", json={"text": f"race {n}"})
+        statuses.append(response.status)
+        if response.status == 201:
+            stored.append(await response.json())
+        else:
+            assert response.content_type == "application/problem+json"
+
+    async def delete_one(chat_id: int) -> int:
+        await asyncio.sleep(random.random() / 200)
+        return (await client.delete(f"/chats/{chat_id}")).status
+
+    deletes = await asyncio.gather(
+        *(delete_one(chat["id"]) for chat in chats),
+        *(send_one(chat["id"], n) for chat in chats for n in range(sends_per_chat)),
+    )
+    assert deletes[:rounds] == [204] * rounds
+    assert set(statuses) <= {201, 404}
+    assert len(statuses) == rounds * sends_per_chat
+    chat_ids = [chat["id"] for chat in chats]
+    assert await db.fetchval("SELECT count(*) FROM chats WHERE id = ANY($1::bigint[])", chat_ids) == 0
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE chat_id = ANY($1::bigint[])", chat_ids) == 0
+    orphans = await db.fetchval(
+        "SELECT count(*) FROM messages AS m WHERE NOT EXISTS (SELECT 1 FROM chats AS c WHERE c.id = m.chat_id)"
+    )
+    assert orphans == 0
+
+
+async def test_parallel_creates_get_distinct_ids(client: Client) -> None:
+    created = await asyncio.gather(*(create_chat(client, f"parallel {n}") for n in range(50)))
+    assert len({chat["id"] for chat in created}) == 50
