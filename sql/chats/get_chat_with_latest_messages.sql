@@ -2,7 +2,7 @@
 -- A chat with its $2 most recent messages, listed oldest first, rendered as
 -- the JSON the API answers with (column names are the JSON keys). Reads at
 -- most $2 index entries, whatever the chat's size.
--- params: $1 chat_id bigint, $2 message_limit int (1 to 100)
+-- params: $1 chat_id bigint, $2 message_limit bigint (1 to 100)
 -- returns: json {id, title, created_at, messages: [{id, chat_id, text, created_at}]},
 --          or no row when the chat does not exist
 -- uses: chats_pkey; messages_pkey (chat_id, id) scanned backward from the newest

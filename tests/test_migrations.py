@@ -1,0 +1,102 @@
+"""Migrations: apply all, roll back all, apply again; the schema they build; the lock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from chatsvc import migrate
+
+MIGRATIONS = Path(__file__).parents[1] / "migrations"
+
+
+def tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+    return {name for (name,) in rows} - {"_yoyo_migration", "_yoyo_log", "_yoyo_version", "yoyo_lock"}
+
+
+def test_every_migration_has_a_rollback() -> None:
+    applies = {
+        p.name.removesuffix(".sql") for p in MIGRATIONS.glob("*.sql") if not p.name.endswith(".rollback.sql")
+    }
+    rollbacks = {p.name.removesuffix(".rollback.sql") for p in MIGRATIONS.glob("*.rollback.sql")}
+    assert applies and applies == rollbacks
+
+
+def test_apply_all_roll_back_all_apply_again(make_database: Callable[[], str]) -> None:
+    url = make_database()
+    count = len(migrate.status(url))
+    assert migrate.apply(url) == count
+    assert tables(url) == {"chats", "messages"}
+    assert all(applied for _, applied in migrate.status(url))
+    assert migrate.apply(url) == 0  # nothing pending
+    assert migrate.rollback(url) == count
+    assert tables(url) == set()
+    assert not any(applied for _, applied in migrate.status(url))
+    assert migrate.apply(url) == count
+    assert tables(url) == {"chats", "messages"}
+
+
+def test_processes_migrating_together_apply_each_migration_once(make_database: Callable[[], str]) -> None:
+    url = make_database()
+    with ThreadPoolExecutor(4) as pool:
+        applied = list(pool.map(lambda _: migrate.apply(url), range(4)))
+    assert sum(applied) == len(migrate.status(url))
+
+
+def test_schema_keys_and_cascade(database_url: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        constraints = dict(
+            conn.execute(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+                " WHERE conrelid IN ('chats'::regclass, 'messages'::regclass)"
+            ).fetchall()
+        )
+        not_null = conn.execute(
+            "SELECT attrelid::regclass::text, attname FROM pg_attribute"
+            " WHERE attrelid IN ('chats'::regclass, 'messages'::regclass) AND attnum > 0 AND NOT attnotnull"
+        ).fetchall()
+        message_indexes = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'messages'"
+        ).fetchall()
+    assert constraints["messages_pkey"] == "PRIMARY KEY (chat_id, id)"
+    assert (
+        constraints["messages_chat_id_fkey"] == "FOREIGN KEY (chat_id) REFERENCES chats(id) ON DELETE CASCADE"
+    )
+    assert "char_length(title) >= 1" in constraints["chats_title_length"]
+    assert "char_length(title) <= 200" in constraints["chats_title_length"]
+    assert "char_length(text) <= 5000" in constraints["messages_text_length"]
+    assert not_null == []
+    # Every key and unique index on messages leads with chat_id (shardable by chat).
+    assert message_indexes and all("(chat_id" in indexdef for (indexdef,) in message_indexes)
+
+
+@pytest.mark.parametrize(
+    ("statement", "error"),
+    [
+        ("INSERT INTO chats (title) VALUES (repeat('x', 201))", psycopg.errors.CheckViolation),
+        ("INSERT INTO chats (title) VALUES ('')", psycopg.errors.CheckViolation),
+        ("INSERT INTO chats (title) VALUES (NULL)", psycopg.errors.NotNullViolation),
+        ("INSERT INTO messages (chat_id, text) VALUES (-1, 'orphan')", psycopg.errors.ForeignKeyViolation),
+    ],
+)
+def test_the_database_holds_the_invariants_itself(
+    database_url: str, statement: str, error: type[Exception]
+) -> None:
+    with psycopg.connect(database_url) as conn, pytest.raises(error):
+        conn.execute(statement)
+
+
+def test_message_text_limit_is_enforced_by_the_database(database_url: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        (chat_id,) = conn.execute("INSERT INTO chats (title) VALUES ('limits') RETURNING id").fetchone() or (
+            0,
+        )
+        conn.execute("INSERT INTO messages (chat_id, text) VALUES (%s, repeat('é', 5000))", (chat_id,))
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("INSERT INTO messages (chat_id, text) VALUES (%s, repeat('é', 5001))", (chat_id,))

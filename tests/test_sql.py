@@ -1,0 +1,85 @@
+"""Every file in sql/: it prepares against the migrated schema, and its header is true."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from chatsvc import queries
+from chatsvc.sql import STATEMENTS, SqlFileError, Statement, load, statement
+
+# Header spellings of types -> PostgreSQL's internal names.
+TYPE_NAMES = {"bigint": "int8", "int": "int4", "integer": "int4", "text": "text"}
+HEADER_PARAM = re.compile(r"\$(\d+) \w+ (\w+)")
+
+
+def header_params(stmt: Statement) -> dict[int, str]:
+    source = (Path(__file__).parents[1] / "sql" / stmt.source).read_text()
+    line = next(line for line in source.splitlines() if line.startswith("-- params:"))
+    return {int(n): TYPE_NAMES[type_name] for n, type_name in HEADER_PARAM.findall(line)}
+
+
+@pytest.mark.parametrize("stmt", STATEMENTS.values(), ids=STATEMENTS.keys())
+async def test_statement_prepares_with_the_parameters_its_header_names(
+    db: asyncpg.Connection, stmt: Statement
+) -> None:
+    prepared = await db.prepare(stmt.text)
+    actual = {n: param.name for n, param in enumerate(prepared.get_parameters(), start=1)}
+    assert actual == header_params(stmt)
+    columns = prepared.get_attributes()
+    if stmt.cardinality == ":val":
+        assert len(columns) == 1
+    elif stmt.cardinality == ":exec":
+        assert columns == ()
+    else:
+        assert columns
+
+
+def test_every_statement_is_used_by_queries() -> None:
+    used = {value for name, value in vars(queries).items() if name.isupper() and isinstance(value, str)}
+    assert {stmt.text for stmt in STATEMENTS.values()} == used
+
+
+def test_statement_lookup_checks_the_cardinality() -> None:
+    with pytest.raises(SqlFileError, match="is :one"):
+        statement("create_chat", ":many")
+    with pytest.raises(SqlFileError, match="no statement"):
+        statement("no_such_statement", ":one")
+
+
+GOOD = "-- name: {name} :one\n-- Does a thing.\n-- params: none\n-- returns: x\n-- uses: nothing\nSELECT 1;\n"
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"a.sql": "SELECT 1;"}, "first line"),
+        ({"a.sql": "-- name: a :some\n-- params: none\n-- returns: x\n-- uses: y\nSELECT 1;"}, "first line"),
+        ({"a.sql": "-- name: a :one\n-- returns: x\n-- uses: y\nSELECT 1;"}, "lacks -- params:"),
+        ({"a.sql": "-- name: a :one\n-- params: none\n-- returns: x\n-- uses: y\n"}, "no statement"),
+        ({"a.sql": GOOD.format(name="a").replace("SELECT 1;", "SELECT 1; SELECT 2;")}, "one statement"),
+        ({"a.sql": GOOD.format(name="b")}, "must be named b.sql"),
+        ({"x/a.sql": GOOD.format(name="a"), "y/a.sql": GOOD.format(name="a")}, "also in"),
+    ],
+)
+def test_a_bad_file_fails_loading_with_its_name(tmp_path: Path, files: dict[str, str], message: str) -> None:
+    for name, content in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(content)
+    with pytest.raises(SqlFileError, match=message) as error:
+        load(tmp_path)
+    assert ".sql" in str(error.value)
+
+
+def test_a_good_folder_loads() -> None:
+    assert set(STATEMENTS) >= {
+        "create_chat",
+        "create_message",
+        "delete_chat",
+        "get_chat_with_latest_messages",
+    }
+    for stmt in STATEMENTS.values():
+        assert not stmt.text.startswith("--") and stmt.text.endswith(";")
