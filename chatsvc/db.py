@@ -20,7 +20,12 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,  # connection closed under us, pool closing
     asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, statement_timeout
     asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections
+    # asyncpg's protocol state machine confused by a message the server sent
+    # while the connection was idle, e.g. the notice of a fast shutdown.
+    asyncpg.exceptions.InternalClientError,
 )
+# Failures after which a connection must not be used again.
+BROKEN_CONNECTION = (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError)
 
 
 class DatabaseUnavailable(Exception):
@@ -39,7 +44,11 @@ class Database:
         """A pooled connection; unavailability, here or in the block, becomes DatabaseUnavailable."""
         try:
             async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
-                yield conn
+                try:
+                    yield conn
+                except BROKEN_CONNECTION:
+                    conn.terminate()  # the pool opens a fresh one when needed
+                    raise
         except UNAVAILABLE as exc:
             raise DatabaseUnavailable(type(exc).__name__) from exc
 
