@@ -25,20 +25,22 @@ def _no_nul(value: str) -> str:
     return value
 
 
-def trimmed_text(max_length: int) -> Any:
-    """A string that is stripped, then must hold 1 to max_length code points and no NUL."""
-    return Annotated[
-        str,
-        BeforeValidator(_strip),
-        StringConstraints(min_length=1, max_length=max_length),
-        AfterValidator(_no_nul),
-    ]
-
-
 TITLE_MAX = 200
 TEXT_MAX = 5000
-Title = trimmed_text(TITLE_MAX)
-Text = trimmed_text(TEXT_MAX)
+
+# Stripped first, then 1 to N code points, and no NUL.
+Title = Annotated[
+    str,
+    BeforeValidator(_strip),
+    StringConstraints(min_length=1, max_length=TITLE_MAX),
+    AfterValidator(_no_nul),
+]
+Text = Annotated[
+    str,
+    BeforeValidator(_strip),
+    StringConstraints(min_length=1, max_length=TEXT_MAX),
+    AfterValidator(_no_nul),
+]
 
 
 class RequestBody(BaseModel):

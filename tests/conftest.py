@@ -19,13 +19,13 @@ import psycopg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from chatsvc import migrate
 from chatsvc.app import create_app
 from chatsvc.embedded import EmbeddedPostgres
 from chatsvc.settings import Settings
 
-ClientFactory = Callable[..., "TestClient[web.Request, web.Application]"]
 Client = TestClient[web.Request, web.Application]
 
 
@@ -82,7 +82,7 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-async def client(aiohttp_client: ClientFactory, settings: Settings) -> Client:
+async def client(aiohttp_client: AiohttpClient, settings: Settings) -> Client:
     return await aiohttp_client(create_app(settings))
 
 

@@ -51,7 +51,7 @@ def test_processes_migrating_together_apply_each_migration_once(make_database: C
 
 def test_schema_keys_and_cascade(database_url: str) -> None:
     with psycopg.connect(database_url) as conn:
-        constraints = dict(
+        constraints: dict[str, str] = dict(
             conn.execute(
                 "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
                 " WHERE conrelid IN ('chats'::regclass, 'messages'::regclass)"

@@ -7,11 +7,13 @@ temporary directory) rather than share the session's.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
+from aiohttp import ClientResponse
+from pytest_aiohttp import AiohttpClient
 
 from chatsvc import migrate
 from chatsvc.app import create_app
@@ -19,7 +21,7 @@ from chatsvc.embedded import EmbeddedPostgres
 from chatsvc.keys import LIFECYCLE
 from chatsvc.settings import Settings
 from tests.api import create_chat, problem
-from tests.conftest import Client, ClientFactory
+from tests.conftest import Client
 
 
 @pytest.fixture
@@ -29,17 +31,17 @@ def own_server(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
         yield server
 
 
-async def unavailable(response_coro: object) -> None:
-    response = await response_coro  # type: ignore[misc]
+async def unavailable(request: Awaitable[ClientResponse]) -> None:
+    response = await request
     await problem(response, 503)
     assert int(response.headers["Retry-After"]) >= 1
 
 
 async def test_requests_get_503_while_the_database_is_down_and_recover_after(
-    aiohttp_client: ClientFactory, own_server: EmbeddedPostgres
+    aiohttp_client: AiohttpClient, own_server: EmbeddedPostgres
 ) -> None:
     settings = Settings(database_url=own_server.url(), pool_acquire_timeout=2, statement_timeout=2)
-    client: Client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(create_app(settings))
     chat = await create_chat(client)
     own_server.stop()
     for _ in range(3):  # broken pooled connections, then refused new ones
@@ -56,9 +58,9 @@ async def test_requests_get_503_while_the_database_is_down_and_recover_after(
     assert (await client.post(f"/chats/{chat['id']}/messages/", json={"text": "back"})).status == 201
 
 
-async def test_a_statement_past_its_timeout_is_503(aiohttp_client: ClientFactory, database_url: str) -> None:
+async def test_a_statement_past_its_timeout_is_503(aiohttp_client: AiohttpClient, database_url: str) -> None:
     settings = Settings(database_url=database_url, statement_timeout=0.3)
-    client: Client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(create_app(settings))
     chat = await create_chat(client)
     blocker = await asyncpg.connect(database_url)
     try:
@@ -72,7 +74,7 @@ async def test_a_statement_past_its_timeout_is_503(aiohttp_client: ClientFactory
 
 
 async def test_waiting_past_the_acquire_timeout_for_a_connection_is_503(
-    aiohttp_client: ClientFactory, database_url: str
+    aiohttp_client: AiohttpClient, database_url: str
 ) -> None:
     settings = Settings(
         database_url=database_url,
@@ -81,7 +83,7 @@ async def test_waiting_past_the_acquire_timeout_for_a_connection_is_503(
         pool_acquire_timeout=0.2,
         statement_timeout=5,
     )
-    client: Client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(create_app(settings))
     chat = await create_chat(client)
     blocker = await asyncpg.connect(database_url)
     try:

@@ -1,0 +1,1 @@
+"""chatsvc: a chat-history HTTP service on aiohttp, asyncpg and hand-written SQL."""

@@ -1,0 +1,144 @@
+"""The command line as a user runs it: real `chatsvc` processes, real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+CHATSVC = [sys.executable, "-m", "chatsvc"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def environment(**variables: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("CHATSVC_")}
+    return env | variables
+
+
+def call(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@contextmanager
+def serving(env: dict[str, str], *args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`chatsvc serve` on a free port; yields its base URL once it answers /healthz."""
+    port = free_port()
+    process = subprocess.Popen(
+        [*CHATSVC, "serve", "--port", str(port), *args], env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            try:
+                if call("GET", f"{base}/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "chatsvc serve did not come up"
+            time.sleep(0.1)
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        if process.stdout:
+            process.stdout.close()
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    return process.stdout.read() if process.stdout else ""
+
+
+def postgres_running(data_dir: Path) -> bool:
+    # PostgreSQL removes its pid file when it stops cleanly.
+    return (data_dir / "pgdata" / "postmaster.pid").exists()
+
+
+def test_serve_with_database_url_applies_migrations_and_serves(make_database: Callable[[], str]) -> None:
+    url = make_database()
+    with serving(environment(DATABASE_URL=url)) as (base, process):
+        status, chat = call("POST", f"{base}/chats/", {"title": "from a real process"})
+        assert status == 201
+        assert call("POST", f"{base}/chats/{chat['id']}/messages", {"text": "hi"})[0] == 201
+        status, body = call("GET", f"{base}/chats/{chat['id']}?limit=5")
+        assert status == 200 and [m["text"] for m in body["messages"]] == ["hi"]
+        assert call("DELETE", f"{base}/chats/{chat['id']}")[0] == 204
+        output = stop(process)
+    assert "Traceback" not in output
+
+
+def test_serve_without_database_url_runs_embedded_postgres_and_keeps_data(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    env = environment(CHATSVC_DATA_DIR=str(data_dir))
+    with serving(env) as (base, process):
+        status, chat = call("POST", f"{base}/chats/", {"title": "kept"})
+        assert status == 201
+        stop(process)
+    assert not postgres_running(data_dir), "the embedded PostgreSQL outlived the service"
+    with serving(env) as (base, process):
+        assert call("GET", f"{base}/chats/{chat['id']}")[1]["title"] == "kept"
+        stop(process)
+    assert not postgres_running(data_dir)
+
+
+def test_a_bad_setting_exits_with_one_line_naming_it() -> None:
+    result = subprocess.run(
+        [*CHATSVC, "serve"], env=environment(CHATSVC_PORT="eighty"), capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("chatsvc: CHATSVC_PORT: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_migrate_apply_list_and_rollback(make_database: Callable[[], str]) -> None:
+    env = environment(DATABASE_URL=make_database())
+
+    def migrate(*args: str) -> str:
+        result = subprocess.run(
+            [*CHATSVC, "migrate", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert "pending  0001.create-chats-and-messages" in migrate("--list")
+    assert "applied 1 migration(s)" in migrate()
+    assert "applied  0001.create-chats-and-messages" in migrate("--list")
+    assert "rolled back 1 migration(s)" in migrate("--rollback")
+    assert "pending  0001.create-chats-and-messages" in migrate("--list")
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).with_name("chatsvc")
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0 and "serve" in result.stdout and "migrate" in result.stdout
