@@ -1,25 +1,25 @@
 """Where the SQL files and migrations are, installed or editable.
 
-setup.cfg ships the top-level sql/ and migrations/ folders as the data-only
-packages chatsvc.sql_files and chatsvc.migrations. importlib.resources.files()
-cannot read such namespace packages in an editable install, so we take the
-folder from the package's import spec, which is right in both cases.
+setup.cfg ships the top-level sql/ and migrations/ folders inside the wheel as
+chatsvc/sql_files/ and chatsvc/migrations/. An editable install or a source
+checkout has them at the project root instead.
 """
 
-import importlib.util
 from pathlib import Path
 
+PACKAGE = Path(__file__).resolve().parent
 
-def package_folder(package: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"{package} is not installed; reinstall chatsvc (pip install -e .)")
-    return Path(next(iter(spec.submodule_search_locations)))
+
+def _folder(in_wheel: str, in_checkout: str) -> Path:
+    for candidate in (PACKAGE / in_wheel, PACKAGE.parent / in_checkout):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"neither {PACKAGE / in_wheel} nor {PACKAGE.parent / in_checkout} exists")
 
 
 def sql_folder() -> Path:
-    return package_folder("chatsvc.sql_files")
+    return _folder("sql_files", "sql")
 
 
 def migrations_folder() -> Path:
-    return package_folder("chatsvc.migrations")
+    return _folder("migrations", "migrations")
