@@ -13,6 +13,7 @@ from typing import TypeVar
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from chatsvc.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
@@ -21,6 +22,19 @@ BIGINT_MAX = 2**63 - 1
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() would accept "٣"
 
 Body = TypeVar("Body", bound=BaseModel)
+
+# Plainer words than pydantic's for the errors clients meet most.
+_MESSAGES = {
+    "too_short": "must hold at least {min_length} character(s) after trimming surrounding whitespace",
+    "too_long": "must hold at most {max_length} characters (code points) after trimming surrounding whitespace",
+    "model_type": "must be a JSON object",
+    "value_error": "{error}",
+}
+
+
+def _message(error: ErrorDetails) -> str:
+    template = _MESSAGES.get(error["type"])
+    return template.format(**error.get("ctx", {})) if template else error["msg"]
 
 
 def path_id(request: web.Request, name: str) -> int:
@@ -72,5 +86,5 @@ async def json_body(request: web.Request, model: type[Body]) -> Body:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = [{"loc": ["body", *error["loc"]], "msg": error["msg"]} for error in exc.errors()]
+        errors = [{"loc": ["body", *error["loc"]], "msg": _message(error)} for error in exc.errors()]
         raise ValidationFailed(errors) from None
