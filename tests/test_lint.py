@@ -27,3 +27,10 @@ def test_clean(command: list[str]) -> None:
         [str(BIN / command[0]), *command[1:]], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    test_command = readme.split("**Test it**", 1)[1].split("```sh\n", 1)[1].split("\n```", 1)[0]
+    ci_commands = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and line[0] not in "#"]
+    assert ci_commands[-1] == test_command
