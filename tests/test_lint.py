@@ -32,5 +32,7 @@ def test_clean(command: list[str]) -> None:
 def test_ci_runs_exactly_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     test_command = readme.split("**Test it**", 1)[1].split("```sh\n", 1)[1].split("\n```", 1)[0]
-    ci_commands = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and line[0] not in "#"]
+    ci_commands = [
+        line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and line[0] not in "#"
+    ]
     assert ci_commands[-1] == test_command
