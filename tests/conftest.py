@@ -92,3 +92,15 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(database_url)
     yield conn
     await conn.close()
+
+
+@pytest.fixture
+async def other(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """Another client's connection, inside a transaction the test ends with COMMIT or ROLLBACK.
+
+    For holding locks while a racing API request runs.
+    """
+    conn = await asyncpg.connect(database_url)
+    await conn.execute("BEGIN")
+    yield conn
+    await conn.close()  # rolls back whatever is still open

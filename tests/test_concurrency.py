@@ -42,77 +42,53 @@ async def message_ids(client: Client, chat_id: int) -> list[int]:
 
 
 async def test_a_send_waits_for_an_earlier_send_in_the_same_chat(
-    client: Client, db: asyncpg.Connection, database_url: str
+    client: Client, db: asyncpg.Connection, other: asyncpg.Connection
 ) -> None:
     chat = await create_chat(client)
-    other = await asyncpg.connect(database_url)
-    try:
-        transaction = other.transaction()
-        await transaction.start()
-        first = await other.fetchrow(queries.CREATE_MESSAGE, chat["id"], "first")
-        later = await waiting_on_a_lock(db, send(client, chat["id"], "later"))
-        # Neither is visible yet: a reader never sees "later" without "first".
-        assert await message_ids(client, chat["id"]) == []
-        await transaction.commit()
-        second = await later
-    finally:
-        await other.close()
+    first = await other.fetchrow(queries.CREATE_MESSAGE, chat["id"], "first")
+    later = await waiting_on_a_lock(db, send(client, chat["id"], "later"))
+    # Neither is visible yet: a reader never sees "later" without "first".
+    assert await message_ids(client, chat["id"]) == []
+    await other.execute("COMMIT")
+    second = await later
     assert second["id"] > first["id"]
     assert await message_ids(client, chat["id"]) == [first["id"], second["id"]]
 
 
 async def test_a_delete_waits_for_a_send_in_progress_and_takes_its_message(
-    client: Client, db: asyncpg.Connection, database_url: str
+    client: Client, db: asyncpg.Connection, other: asyncpg.Connection
 ) -> None:
     chat = await create_chat(client)
-    other = await asyncpg.connect(database_url)
-    try:
-        transaction = other.transaction()
-        await transaction.start()
-        await other.fetchrow(queries.CREATE_MESSAGE, chat["id"], "in flight")
-        delete = await waiting_on_a_lock(db, client.delete(f"/chats/{chat['id']}"))
-        await transaction.commit()
-        assert (await delete).status == 204
-    finally:
-        await other.close()
+    await other.fetchrow(queries.CREATE_MESSAGE, chat["id"], "in flight")
+    delete = await waiting_on_a_lock(db, client.delete(f"/chats/{chat['id']}"))
+    await other.execute("COMMIT")
+    assert (await delete).status == 204
     assert await db.fetchval("SELECT count(*) FROM messages WHERE chat_id = $1", chat["id"]) == 0
 
 
 async def test_a_send_racing_a_delete_in_progress_is_404_not_500(
-    client: Client, db: asyncpg.Connection, database_url: str
+    client: Client, db: asyncpg.Connection, other: asyncpg.Connection
 ) -> None:
     chat = await create_chat(client)
-    other = await asyncpg.connect(database_url)
-    try:
-        transaction = other.transaction()
-        await transaction.start()
-        await other.execute("DELETE FROM chats WHERE id = $1", chat["id"])
-        racing = await waiting_on_a_lock(
-            db, client.post(f"/chats/{chat['id']}/messages/", json={"text": "too late"})
-        )
-        await transaction.commit()
-        response = await racing
-    finally:
-        await other.close()
+    await other.execute("DELETE FROM chats WHERE id = $1", chat["id"])
+    racing = await waiting_on_a_lock(
+        db, client.post(f"/chats/{chat['id']}/messages/", json={"text": "too late"})
+    )
+    await other.execute("COMMIT")
+    response = await racing
     assert response.status == 404, await response.text()
     assert response.content_type == "application/problem+json"
     assert await db.fetchval("SELECT count(*) FROM messages WHERE chat_id = $1", chat["id"]) == 0
 
 
 async def test_a_send_survives_a_delete_that_rolls_back(
-    client: Client, db: asyncpg.Connection, database_url: str
+    client: Client, db: asyncpg.Connection, other: asyncpg.Connection
 ) -> None:
     chat = await create_chat(client)
-    other = await asyncpg.connect(database_url)
-    try:
-        transaction = other.transaction()
-        await transaction.start()
-        await other.execute("DELETE FROM chats WHERE id = $1", chat["id"])
-        racing = await waiting_on_a_lock(db, send(client, chat["id"], "kept"))
-        await transaction.rollback()
-        message = await racing
-    finally:
-        await other.close()
+    await other.execute("DELETE FROM chats WHERE id = $1", chat["id"])
+    racing = await waiting_on_a_lock(db, send(client, chat["id"], "kept"))
+    await other.execute("ROLLBACK")
+    message = await racing
     assert await message_ids(client, chat["id"]) == [message["id"]]
 
 

@@ -58,23 +58,21 @@ async def test_requests_get_503_while_the_database_is_down_and_recover_after(
     assert (await client.post(f"/chats/{chat['id']}/messages/", json={"text": "back"})).status == 201
 
 
-async def test_a_statement_past_its_timeout_is_503(aiohttp_client: AiohttpClient, database_url: str) -> None:
+async def test_a_statement_past_its_timeout_is_503(
+    aiohttp_client: AiohttpClient, database_url: str, other: asyncpg.Connection
+) -> None:
     settings = Settings(database_url=database_url, statement_timeout=0.3)
     client = await aiohttp_client(create_app(settings))
     chat = await create_chat(client)
-    blocker = await asyncpg.connect(database_url)
-    try:
-        async with blocker.transaction():
-            await blocker.execute("SELECT id FROM chats WHERE id = $1 FOR UPDATE", chat["id"])
-            # The send waits for the chat's row lock until statement_timeout cancels it.
-            await unavailable(client.post(f"/chats/{chat['id']}/messages/", json={"text": "x"}))
-    finally:
-        await blocker.close()
+    await other.execute("SELECT id FROM chats WHERE id = $1 FOR UPDATE", chat["id"])
+    # The send waits for the chat's row lock until statement_timeout cancels it.
+    await unavailable(client.post(f"/chats/{chat['id']}/messages/", json={"text": "x"}))
+    await other.execute("ROLLBACK")
     assert (await client.post(f"/chats/{chat['id']}/messages/", json={"text": "x"})).status == 201
 
 
 async def test_waiting_past_the_acquire_timeout_for_a_connection_is_503(
-    aiohttp_client: AiohttpClient, database_url: str
+    aiohttp_client: AiohttpClient, database_url: str, other: asyncpg.Connection
 ) -> None:
     settings = Settings(
         database_url=database_url,
@@ -85,16 +83,12 @@ async def test_waiting_past_the_acquire_timeout_for_a_connection_is_503(
     )
     client = await aiohttp_client(create_app(settings))
     chat = await create_chat(client)
-    blocker = await asyncpg.connect(database_url)
-    try:
-        async with blocker.transaction():
-            await blocker.execute("SELECT id FROM chats WHERE id = $1 FOR UPDATE", chat["id"])
-            # The pool's only connection waits on the lock; the next request cannot get one.
-            stuck = asyncio.ensure_future(client.post(f"/chats/{chat['id']}/messages/", json={"text": "x"}))
-            await asyncio.sleep(0.1)
-            await unavailable(client.get(f"/chats/{chat['id']}"))
-    finally:
-        await blocker.close()
+    await other.execute("SELECT id FROM chats WHERE id = $1 FOR UPDATE", chat["id"])
+    # The pool's only connection waits on the lock; the next request cannot get one.
+    stuck = asyncio.ensure_future(client.post(f"/chats/{chat['id']}/messages/", json={"text": "x"}))
+    await asyncio.sleep(0.1)
+    await unavailable(client.get(f"/chats/{chat['id']}"))
+    await other.execute("ROLLBACK")
     assert (await stuck).status == 201
 
 
