@@ -93,7 +93,6 @@ _KEPT_HEADERS = ("Allow",)
 _DETAILS = {
     404: "No such resource.",
     405: "This method is not allowed here; the Allow header lists the ones that are.",
-    413: "The request body is larger than 65536 bytes.",
 }
 
 
@@ -108,7 +107,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return problem_response(
             503, "The database is unavailable; retry shortly.", {"Retry-After": RETRY_AFTER_SECONDS}
         )
-    except web.HTTPException as exc:  # aiohttp's own: no route, wrong method, body too large
+    except web.HTTPException as exc:  # aiohttp's own: no route, wrong method
         if exc.status < 400:
             raise
         headers = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}

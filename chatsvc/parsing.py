@@ -74,9 +74,13 @@ async def json_body(request: web.Request, model: type[Body]) -> Body:
         raise UnsupportedMediaType("Compressed request bodies are not accepted; send identity-encoded JSON.")
     if not _is_json(request.content_type):
         raise UnsupportedMediaType("The request body must be JSON, sent as Content-Type: application/json.")
+    too_large = PayloadTooLarge(f"The request body is larger than {MAX_BODY_BYTES} bytes.")
     if (request.content_length or 0) > MAX_BODY_BYTES:  # refuse before reading it
-        raise PayloadTooLarge(f"The request body is larger than {MAX_BODY_BYTES} bytes.")
-    raw = await request.read()  # raises 413 past client_max_size, chunked or not
+        raise too_large
+    try:
+        raw = await request.read()  # stops past client_max_size, chunked or not
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large from None
     if not raw.strip():
         raise BadRequest("The request body is empty; a JSON object is required.")
     try:
