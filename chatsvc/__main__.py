@@ -9,11 +9,12 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import psycopg
 from aiohttp import web
 
 from chatsvc import migrate
 from chatsvc.app import create_app
-from chatsvc.embedded import EmbeddedPostgres
+from chatsvc.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from chatsvc.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("chatsvc")
@@ -79,10 +80,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SettingsError as exc:
         sys.exit(f"chatsvc: {exc}")
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command == "serve":
-        serve(settings)
-    else:
-        run_migrate(settings, args)
+    try:
+        if args.command == "serve":
+            serve(settings)
+        else:
+            run_migrate(settings, args)
+    except (psycopg.OperationalError, EmbeddedPostgresError) as exc:
+        # Start-up could not reach or start PostgreSQL: say so in one line, no traceback.
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        sys.exit(f"chatsvc: cannot use the database: {reason}")
 
 
 if __name__ == "__main__":

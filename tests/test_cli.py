@@ -121,6 +121,17 @@ def test_a_bad_setting_exits_with_one_line_naming_it() -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_an_unreachable_database_exits_with_one_line() -> None:
+    url = f"postgresql://nobody@127.0.0.1:{free_port()}/chatsvc?connect_timeout=5"
+    result = subprocess.run(
+        [*CHATSVC, "serve"], env=environment(DATABASE_URL=url), capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("chatsvc: cannot use the database: ")
+    assert "Traceback" not in result.stderr
+
+
 def test_migrate_apply_list_and_rollback(make_database: Callable[[], str]) -> None:
     env = environment(DATABASE_URL=make_database())
 
