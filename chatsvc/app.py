@@ -55,10 +55,16 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[problem_middleware, refuse_when_shutting_down],
-        # Bodies arrive as sent: compressed ones reach our 415 check instead of
-        # being inflated (or, for an unknown codec, refused as plain text) by
-        # the parser, and the 64 KiB limit is on what arrives.
-        handler_args={"auto_decompress": False},
+        handler_args={
+            # Bodies arrive as sent: compressed ones reach our 415 check instead
+            # of being inflated (or, for an unknown codec, refused as plain
+            # text) by the parser, and the 64 KiB limit is on what arrives.
+            "auto_decompress": False,
+            # A request whose client leaves runs to its end (a send that reached
+            # the database is stored), not cancelled half-way. run_app's default,
+            # pinned here because aiohttp's test server turns it on.
+            "handler_cancellation": False,
+        },
     )
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()

@@ -50,6 +50,10 @@ class NotFound(Problem):
     status = 404
 
 
+class RequestTimeout(Problem):
+    status = 408
+
+
 class PayloadTooLarge(Problem):
     status = 413
 

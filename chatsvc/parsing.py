@@ -7,6 +7,7 @@ too large or not JSON.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import TypeVar
 
@@ -15,7 +16,14 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from chatsvc.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from chatsvc.errors import (
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 
 MAX_BODY_BYTES = 65_536
 BIGINT_MAX = 2**63 - 1
@@ -68,8 +76,12 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-async def json_body(request: web.Request, model: type[Body]) -> Body:
-    """The request body, parsed as strict JSON and validated by model."""
+async def json_body(request: web.Request, model: type[Body], arrival_seconds: float) -> Body:
+    """The request body, parsed as strict JSON and validated by model.
+
+    A body that has not fully arrived within arrival_seconds is 408: a stalled
+    client must not hold the request (and its connection) forever.
+    """
     if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
         raise UnsupportedMediaType("Compressed request bodies are not accepted; send identity-encoded JSON.")
     if not _is_json(request.content_type):
@@ -78,9 +90,14 @@ async def json_body(request: web.Request, model: type[Body]) -> Body:
     if (request.content_length or 0) > MAX_BODY_BYTES:  # refuse before reading it
         raise too_large
     try:
-        raw = await request.read()  # stops past client_max_size, chunked or not
+        async with asyncio.timeout(arrival_seconds):
+            raw = await request.read()  # stops past client_max_size, chunked or not
     except web.HTTPRequestEntityTooLarge:
         raise too_large from None
+    except TimeoutError:
+        raise RequestTimeout(f"The request body did not arrive within {arrival_seconds:g} seconds.") from None
+    except ConnectionResetError:  # the client went away mid-body; nobody reads this answer
+        raise BadRequest("The connection closed before the whole request body arrived.") from None
     if not raw.strip():
         raise BadRequest("The request body is empty; a JSON object is required.")
     try:

@@ -43,6 +43,8 @@ class Settings(BaseModel):
     pool_acquire_timeout: Seconds = 5.0
     # Server-side statement_timeout; a statement running longer gets 503.
     statement_timeout: Seconds = 10.0
+    # How long a client may take to send a request body before it gets 408.
+    body_timeout: Seconds = 30.0
     # asyncpg's prepared-statement cache; 0 behind PgBouncer in transaction mode.
     statement_cache_size: int = Field(100, ge=0, le=100_000)
     log_level: LogLevel = "INFO"
@@ -64,6 +66,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "CHATSVC_POOL_MAX_SIZE": "pool_max_size",
     "CHATSVC_POOL_ACQUIRE_TIMEOUT": "pool_acquire_timeout",
     "CHATSVC_STATEMENT_TIMEOUT": "statement_timeout",
+    "CHATSVC_BODY_TIMEOUT": "body_timeout",
     "CHATSVC_STATEMENT_CACHE_SIZE": "statement_cache_size",
     "CHATSVC_LOG_LEVEL": "log_level",
 }

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import json
+import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from aiohttp import web
+from pytest_aiohttp import AiohttpClient
 
+from chatsvc.app import create_app
+from chatsvc.settings import Settings
 from tests.api import JSON, create_chat, problem, send
 from tests.conftest import Client
 
@@ -255,3 +262,69 @@ async def test_times_are_rfc3339_utc_with_an_explicit_offset(client: Client) -> 
         body["messages"][0]["created_at"],
     ):
         assert value.endswith(("Z", "+00:00")) and "T" in value, value
+
+
+# -- bodies that stall or stop -----------------------------------------------
+
+
+async def raw_exchange(client: Client, request: bytes, close_after_send: bool = False) -> bytes:
+    """Sends request bytes as they are over a fresh connection; returns what comes back."""
+    assert client.server.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
+    writer.write(request)
+    await writer.drain()
+    if close_after_send:
+        await asyncio.sleep(0.2)  # let the handler start reading the body, then leave
+        writer.close()
+        await writer.wait_closed()
+        return b""
+    try:
+        async with asyncio.timeout(10):  # one response: head, then Content-Length bytes
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            return head + await reader.readexactly(length)
+    finally:
+        writer.close()
+
+
+SHORT_BODY = (
+    b"POST /chats/ HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n"
+    b'{"title": "x"}'  # 14 of the 50 bytes promised
+)
+
+
+async def test_a_body_that_stalls_is_408_after_the_body_timeout(
+    aiohttp_client: AiohttpClient, settings: Settings, db: asyncpg.Connection
+) -> None:
+    client = await aiohttp_client(create_app(settings.model_copy(update={"body_timeout": 0.3})))
+    count_before = await db.fetchval("SELECT count(*) FROM chats")
+    answer = await raw_exchange(client, SHORT_BODY)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert b"Content-Type: application/problem+json" in head
+    assert json.loads(body)["status"] == 408
+    assert await db.fetchval("SELECT count(*) FROM chats") == count_before
+
+
+async def test_a_client_leaving_mid_body_is_not_a_server_error(
+    aiohttp_client: AiohttpClient, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    answered: list[int] = []
+
+    async def record(request: web.Request, response: web.StreamResponse) -> None:
+        answered.append(response.status)
+
+    app = create_app(settings)
+    app.on_response_prepare.append(record)
+    client = await aiohttp_client(app)
+    await raw_exchange(client, SHORT_BODY, close_after_send=True)
+    for _ in range(500):  # until the server noticed the close and answered (to nobody)
+        if answered:
+            break
+        await asyncio.sleep(0.01)
+    assert answered == [400]
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]

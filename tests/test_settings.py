@@ -28,6 +28,7 @@ def test_every_variable_is_read() -> None:
         "CHATSVC_POOL_MAX_SIZE": "20",
         "CHATSVC_POOL_ACQUIRE_TIMEOUT": "1.5",
         "CHATSVC_STATEMENT_TIMEOUT": "3",
+        "CHATSVC_BODY_TIMEOUT": "7",
         "CHATSVC_STATEMENT_CACHE_SIZE": "0",
         "CHATSVC_LOG_LEVEL": "debug",
     }
@@ -35,7 +36,7 @@ def test_every_variable_is_read() -> None:
     settings = load_settings(environ)
     assert settings == Settings(
         database_url="postgresql://u@h/db", host="0.0.0.0", port=9000, data_dir=Path("/srv/chatsvc"),
-        pool_min_size=2, pool_max_size=20, pool_acquire_timeout=1.5, statement_timeout=3,
+        pool_min_size=2, pool_max_size=20, pool_acquire_timeout=1.5, statement_timeout=3, body_timeout=7,
         statement_cache_size=0, log_level="DEBUG",
     )  # fmt: skip
 
@@ -58,6 +59,7 @@ def test_overrides_win_over_the_environment() -> None:
         ({"CHATSVC_POOL_MIN_SIZE": "5", "CHATSVC_POOL_MAX_SIZE": "2"}, "CHATSVC_POOL_MIN_SIZE"),
         ({"CHATSVC_POOL_ACQUIRE_TIMEOUT": "-1"}, "CHATSVC_POOL_ACQUIRE_TIMEOUT"),
         ({"CHATSVC_STATEMENT_TIMEOUT": "soon"}, "CHATSVC_STATEMENT_TIMEOUT"),
+        ({"CHATSVC_BODY_TIMEOUT": "0"}, "CHATSVC_BODY_TIMEOUT"),
         ({"CHATSVC_LOG_LEVEL": "LOUD"}, "CHATSVC_LOG_LEVEL"),
     ],
 )

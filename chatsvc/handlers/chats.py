@@ -5,13 +5,13 @@ from aiohttp import web
 from chatsvc import queries
 from chatsvc.errors import NotFound
 from chatsvc.handlers import json_response
-from chatsvc.keys import DATABASE
+from chatsvc.keys import DATABASE, SETTINGS
 from chatsvc.models import ChatCreate
 from chatsvc.parsing import json_body, path_id, query_int
 
 
 async def create_chat(request: web.Request) -> web.Response:
-    body = await json_body(request, ChatCreate)
+    body = await json_body(request, ChatCreate, request.app[SETTINGS].body_timeout)
     chat = await queries.create_chat(request.app[DATABASE], body.title)
     return json_response(chat.json, status=201, location=f"/chats/{chat.id}")
 
