@@ -91,6 +91,10 @@ def problem_response(
     )
 
 
+def _answer(problem: Problem) -> web.Response:
+    return problem_response(problem.status, problem.detail, problem.headers, **problem.extra)
+
+
 # Headers of aiohttp's own errors worth keeping (405 must say what is allowed).
 _KEPT_HEADERS = ("Allow",)
 
@@ -105,12 +109,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         return await handler(request)
     except Problem as problem:
-        return problem_response(problem.status, problem.detail, problem.headers, **problem.extra)
+        return _answer(problem)
     except DatabaseUnavailable:
         log.warning("database unavailable for %s %s", request.method, request.path, exc_info=True)
-        return problem_response(
-            503, "The database is unavailable; retry shortly.", {"Retry-After": RETRY_AFTER_SECONDS}
-        )
+        return _answer(ServiceUnavailable("The database is unavailable; retry shortly."))
     except web.HTTPException as exc:  # aiohttp's own: no route, wrong method
         if exc.status < 400:
             raise

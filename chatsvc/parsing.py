@@ -27,6 +27,7 @@ from chatsvc.errors import (
 
 MAX_BODY_BYTES = 65_536
 BIGINT_MAX = 2**63 - 1
+_TOO_LARGE = f"The request body is larger than {MAX_BODY_BYTES} bytes."
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() would accept "٣"
 
 Body = TypeVar("Body", bound=BaseModel)
@@ -86,14 +87,13 @@ async def json_body(request: web.Request, model: type[Body], arrival_seconds: fl
         raise UnsupportedMediaType("Compressed request bodies are not accepted; send identity-encoded JSON.")
     if not _is_json(request.content_type):
         raise UnsupportedMediaType("The request body must be JSON, sent as Content-Type: application/json.")
-    too_large = PayloadTooLarge(f"The request body is larger than {MAX_BODY_BYTES} bytes.")
     if (request.content_length or 0) > MAX_BODY_BYTES:  # refuse before reading it
-        raise too_large
+        raise PayloadTooLarge(_TOO_LARGE)
     try:
         async with asyncio.timeout(arrival_seconds):
             raw = await request.read()  # stops past client_max_size, chunked or not
     except web.HTTPRequestEntityTooLarge:
-        raise too_large from None
+        raise PayloadTooLarge(_TOO_LARGE) from None
     except TimeoutError:
         raise RequestTimeout(f"The request body did not arrive within {arrival_seconds:g} seconds.") from None
     except ConnectionResetError:  # the client went away mid-body; nobody reads this answer
