@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Mapping
+from datetime import timedelta
 
 from aiohttp import web
 
+from chatsvc import queries
 from chatsvc.db import open_database
 from chatsvc.errors import Handler, ServiceUnavailable, problem_middleware
-from chatsvc.handlers import chats, health, messages
-from chatsvc.keys import DATABASE, LIFECYCLE, SETTINGS, Lifecycle
+from chatsvc.events import SHUTTING_DOWN, EventHub
+from chatsvc.handlers import chats, events, health, messages
+from chatsvc.keys import DATABASE, EVENTS, LIFECYCLE, SETTINGS, Lifecycle
 from chatsvc.parsing import MAX_BODY_BYTES
 from chatsvc.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Idempotency-Keys are kept at least this long (the contract's promise), then
+# purged by every serving process, hourly, in small batches.
+KEY_RETENTION = timedelta(hours=24)
+KEY_PURGE_INTERVAL = 3600.0
 
 # Every route, by path and method. Each path is served with and without a
 # trailing slash, directly: a redirect would lose POST bodies in many clients.
 ROUTES: Mapping[str, Mapping[str, Handler]] = {
-    "/chats": {"POST": chats.create_chat},
+    "/chats": {"GET": chats.list_chats, "POST": chats.create_chat},
     "/chats/{chat_id}": {"GET": chats.get_chat, "DELETE": chats.delete_chat},
-    "/chats/{chat_id}/messages": {"POST": messages.create_message},
+    "/chats/{chat_id}/messages": {"GET": messages.list_messages, "POST": messages.create_message},
+    "/chats/{chat_id}/messages/{message_id}": {"GET": messages.get_message},
+    "/chats/{chat_id}/events": {"GET": events.chat_events},
     "/healthz": {"GET": health.healthz},
 }
 
@@ -40,8 +55,37 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[DATABASE].pool.close()
 
 
+async def events_ctx(app: web.Application) -> AsyncIterator[None]:
+    database_url = app[SETTINGS].database_url
+    assert database_url is not None  # open_database has checked it
+    app[EVENTS] = EventHub(database_url)
+    await app[EVENTS].start()
+    yield
+    await app[EVENTS].close()
+
+
+async def purge_keys_forever(app: web.Application) -> None:
+    while True:
+        await asyncio.sleep(KEY_PURGE_INTERVAL)
+        try:
+            purged = await queries.purge_idempotency_keys(app[DATABASE], KEY_RETENTION)
+        except Exception:  # the next round tries again
+            log.warning("purging expired Idempotency-Keys failed", exc_info=True)
+        else:
+            log.info("purged %d expired Idempotency-Keys", purged)
+
+
+async def key_purge_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(purge_keys_forever(app), name="chatsvc-key-purge")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def on_shutdown(app: web.Application) -> None:
     app[LIFECYCLE].shutting_down = True
+    app[EVENTS].end_all(SHUTTING_DOWN)  # event streams end now; other requests may finish
 
 
 @web.middleware
@@ -69,6 +113,8 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(events_ctx)
+    app.cleanup_ctx.append(key_purge_ctx)
     app.on_shutdown.append(on_shutdown)
     add_routes(app, ROUTES)
     return app

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from chatsvc.db import Database
+from chatsvc.events import EventHub
 from chatsvc.settings import Settings
 
 
@@ -18,3 +19,4 @@ class Lifecycle:
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+EVENTS = web.AppKey("events", EventHub)

@@ -29,6 +29,7 @@ MAX_BODY_BYTES = 65_536
 BIGINT_MAX = 2**63 - 1
 _TOO_LARGE = f"The request body is larger than {MAX_BODY_BYTES} bytes."
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() would accept "٣"
+_IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")
 
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -57,17 +58,55 @@ def path_id(request: web.Request, name: str) -> int:
 
 def query_int(request: web.Request, name: str, *, default: int, minimum: int, maximum: int) -> int:
     """An integer query parameter within bounds; never clamped, 422 otherwise."""
+    value = optional_query_int(request, name, minimum=minimum, maximum=maximum)
+    return default if value is None else value
+
+
+def optional_query_int(request: web.Request, name: str, *, minimum: int, maximum: int) -> int | None:
+    """An integer query parameter within bounds, or None when absent; 422 otherwise."""
     values = request.query.getall(name, [])
     if not values:
-        return default
-    raw = values[0]
+        return None
     if len(values) > 1:
-        msg = "must be given at most once"
-    elif not _DIGITS.fullmatch(raw) or not minimum <= int(raw) <= maximum:
-        msg = f"must be an integer from {minimum} to {maximum}"
-    else:
-        return int(raw)
-    raise ValidationFailed([{"loc": ["query", name], "msg": msg}])
+        raise ValidationFailed([{"loc": ["query", name], "msg": "must be given at most once"}])
+    return _bounded_int(values[0], ["query", name], minimum, maximum)
+
+
+def _bounded_int(raw: str, loc: list[str], minimum: int, maximum: int) -> int:
+    if not _DIGITS.fullmatch(raw) or not minimum <= int(raw) <= maximum:
+        raise ValidationFailed([{"loc": loc, "msg": f"must be an integer from {minimum} to {maximum}"}])
+    return int(raw)
+
+
+def cursor(request: web.Request, name: str) -> int | None:
+    """A paging cursor from the query: a message or chat id, 0 to the largest bigint; 422 otherwise."""
+    return optional_query_int(request, name, minimum=0, maximum=BIGINT_MAX)
+
+
+def resume_point(request: web.Request) -> int | None:
+    """Where a resumed event stream picks up: Last-Event-ID, else ?after=, else None (live only).
+
+    The header wins: EventSource sends it on reconnecting to the URL it first
+    opened, whose ?after= is older.
+    """
+    values = request.headers.getall("Last-Event-ID", [])
+    if not values:
+        return cursor(request, "after")
+    if len(values) > 1:
+        raise ValidationFailed([{"loc": ["header", "Last-Event-ID"], "msg": "must be given at most once"}])
+    return _bounded_int(values[0], ["header", "Last-Event-ID"], 0, BIGINT_MAX)
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    """The Idempotency-Key header: 1 to 255 visible ASCII characters, else 400."""
+    values = request.headers.getall("Idempotency-Key", [])
+    if not values:
+        return None
+    if len(values) > 1 or not _IDEMPOTENCY_KEY.fullmatch(values[0]):
+        raise BadRequest(
+            "The Idempotency-Key header must appear once and hold 1 to 255 visible ASCII characters."
+        )
+    return values[0]
 
 
 def _is_json(content_type: str) -> bool:

@@ -5,26 +5,90 @@ Reads return the JSON PostgreSQL rendered, ready to send as a response body.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from datetime import timedelta
+from typing import Any, NamedTuple
+
+import asyncpg
 
 from chatsvc.db import Database
 from chatsvc.sql import statement
 
 CREATE_CHAT = statement("create_chat", ":one")
+CREATE_CHAT_ONCE = statement("create_chat_once", ":one")
+LIST_CHATS = statement("list_chats", ":val")
 GET_CHAT_WITH_LATEST_MESSAGES = statement("get_chat_with_latest_messages", ":val")
 DELETE_CHAT = statement("delete_chat", ":val")
 CREATE_MESSAGE = statement("create_message", ":one")
+CREATE_MESSAGE_ONCE = statement("create_message_once", ":one")
+GET_MESSAGE = statement("get_message", ":val")
+LIST_MESSAGES_BEFORE = statement("list_messages_before", ":val")
+LIST_MESSAGES_AFTER = statement("list_messages_after", ":val")
+LIST_MESSAGE_EVENTS = statement("list_message_events", ":many")
+GET_LATEST_MESSAGE_ID = statement("get_latest_message_id", ":val")
+PURGE_CHAT_IDEMPOTENCY_KEYS = statement("purge_chat_idempotency_keys", ":val")
+PURGE_MESSAGE_IDEMPOTENCY_KEYS = statement("purge_message_idempotency_keys", ":val")
+
+# The largest bigint: the exclusive upper cursor of a first page going back.
+NEWEST = 2**63 - 1
 
 
 class Created(NamedTuple):
     id: int
     json: str  # the created resource as the API renders it
+    # An Idempotency-Key retry: nothing new was stored, json is the first result.
+    replayed: bool = False
+    # For a replay: whether the retry's body (trimmed) equals the first request's.
+    same_body: bool = True
+
+
+class KeyedResourceGone(Exception):
+    """An Idempotency-Key whose chat has been deleted since the first request."""
+
+
+async def _run_once(db: Database, query: str, *args: Any) -> asyncpg.Record | None:
+    """Runs a create-once statement, again if a racing request with the same key won.
+
+    The loser's statement fails on the key's primary key and rolls back whole;
+    run again, it finds the winner's key and replays it. Only a key purged in
+    between could make it lose again, hence the bound.
+    """
+    for _ in range(2):
+        try:
+            async with db.connection() as conn:
+                return await conn.fetchrow(query, *args)
+        except asyncpg.UniqueViolationError:
+            continue
+    async with db.connection() as conn:
+        return await conn.fetchrow(query, *args)
+
+
+def _created(row: asyncpg.Record, json_column: str, same_body_column: str) -> Created:
+    return Created(row["id"], row[json_column], row["replayed"], row[same_body_column])
 
 
 async def create_chat(db: Database, title: str) -> Created:
     async with db.connection() as conn:
         row = await conn.fetchrow(CREATE_CHAT, title)
     return Created(row["id"], row["chat"])
+
+
+async def create_chat_once(db: Database, title: str, key: str) -> Created:
+    """The chat this Idempotency-Key created, creating it on the key's first use.
+
+    Raises KeyedResourceGone when the key's chat has been deleted since.
+    """
+    row = await _run_once(db, CREATE_CHAT_ONCE, title, key)
+    assert row is not None  # the statement returns the created or the recorded chat
+    if row["chat"] is None:
+        raise KeyedResourceGone(key)
+    return _created(row, "chat", "same_title")
+
+
+async def list_chats(db: Database, before: int | None, limit: int) -> str:
+    """A page of chats, newest first, as JSON {chats, next_before}."""
+    async with db.connection() as conn:
+        listing: str = await conn.fetchval(LIST_CHATS, NEWEST if before is None else before, limit)
+    return listing
 
 
 async def get_chat_with_latest_messages(db: Database, chat_id: int, message_limit: int) -> str | None:
@@ -46,3 +110,64 @@ async def create_message(db: Database, chat_id: int, text: str) -> Created | Non
     async with db.connection() as conn:
         row = await conn.fetchrow(CREATE_MESSAGE, chat_id, text)
     return None if row is None else Created(row["id"], row["message"])
+
+
+async def create_message_once(db: Database, chat_id: int, text: str, key: str) -> Created | None:
+    """The message this Idempotency-Key stored in the chat, storing it on the key's first use.
+
+    None when the chat does not exist (its keys went with it).
+    """
+    row = await _run_once(db, CREATE_MESSAGE_ONCE, chat_id, text, key)
+    return None if row is None else _created(row, "message", "same_text")
+
+
+async def get_message(db: Database, chat_id: int, message_id: int) -> str | None:
+    async with db.connection() as conn:
+        message_json: str | None = await conn.fetchval(GET_MESSAGE, chat_id, message_id)
+    return message_json
+
+
+async def list_messages(
+    db: Database, chat_id: int, limit: int, *, before: int | None = None, after: int | None = None
+) -> str | None:
+    """A page of the chat's history as JSON {messages, has_more}; None when there is no such chat.
+
+    Going back from before (or from the newest message), or forward from after.
+    """
+    async with db.connection() as conn:
+        if after is not None:
+            page: str | None = await conn.fetchval(LIST_MESSAGES_AFTER, chat_id, after, limit)
+        else:
+            page = await conn.fetchval(
+                LIST_MESSAGES_BEFORE, chat_id, NEWEST if before is None else before, limit
+            )
+    return page
+
+
+async def get_latest_message_id(db: Database, chat_id: int) -> int | None:
+    """The chat's newest message id (0 when it has none); None when there is no such chat."""
+    async with db.connection() as conn:
+        latest: int | None = await conn.fetchval(GET_LATEST_MESSAGE_ID, chat_id)
+    return latest
+
+
+async def list_message_events(
+    db: Database, chat_id: int, after: int, up_to: int, limit: int
+) -> list[tuple[int, str]]:
+    """(id, Message JSON) of the chat's messages with after < id <= up_to, oldest first, at most limit."""
+    async with db.connection() as conn:
+        rows = await conn.fetch(LIST_MESSAGE_EVENTS, chat_id, after, up_to, limit)
+    return [(row["id"], row["message"]) for row in rows]
+
+
+async def purge_idempotency_keys(db: Database, retention: timedelta, batch_size: int = 1000) -> int:
+    """Deletes the Idempotency-Keys older than retention, in short batches; how many went."""
+    purged = 0
+    for query in (PURGE_CHAT_IDEMPOTENCY_KEYS, PURGE_MESSAGE_IDEMPOTENCY_KEYS):
+        while True:
+            async with db.connection() as conn:
+                deleted: int = await conn.fetchval(query, retention, batch_size)
+            purged += deleted
+            if deleted < batch_size:
+                break
+    return purged

@@ -48,6 +48,9 @@ class Settings(BaseModel):
     # asyncpg's prepared-statement cache; 0 behind PgBouncer in transaction mode.
     statement_cache_size: int = Field(100, ge=0, le=100_000)
     log_level: LogLevel = "INFO"
+    # Longest silence on an event stream before a comment line keeps it open
+    # (the contract promises at least one every 15 s).
+    sse_heartbeat: Annotated[float, Field(gt=0, le=15)] = 15.0
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> Settings:
@@ -69,6 +72,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "CHATSVC_BODY_TIMEOUT": "body_timeout",
     "CHATSVC_STATEMENT_CACHE_SIZE": "statement_cache_size",
     "CHATSVC_LOG_LEVEL": "log_level",
+    "CHATSVC_SSE_HEARTBEAT": "sse_heartbeat",
 }
 _VARIABLE_OF_FIELD = {field: variable for variable, field in ENVIRONMENT.items()}
 # A cross-field rule is reported against the variable that the message names.

@@ -81,19 +81,35 @@ async def test_every_get_route_answers_head(client: Client) -> None:
     assert (await client.head(f"/chats/{chat['id']}/")).status == 200
     assert (await client.head("/chats/9223372036854775807")).status == 404
     assert (await client.head("/healthz")).status == 200
+    message = await send(client, chat["id"])
+    for path in (
+        "/chats/",
+        f"/chats/{chat['id']}/messages/",
+        f"/chats/{chat['id']}/messages/{message['id']}",
+        f"/chats/{chat['id']}/events",
+    ):
+        get_headers = (await client.get(path)).headers if not path.endswith("events") else None
+        head = await client.head(path)
+        assert head.status == 200, path
+        assert await head.read() == b""
+        if get_headers is not None:
+            assert head.headers["Content-Type"] == get_headers["Content-Type"]
+    assert (await client.head("/chats/1/messages/9223372036854775807")).status == 404
+    assert head.headers["Content-Type"] == "text/event-stream"
 
 
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [
-        ("GET", "/chats/", {"POST"}),
-        ("PUT", "/chats", {"POST"}),
-        ("DELETE", "/chats/", {"POST"}),
+        ("PUT", "/chats", {"GET", "HEAD", "POST"}),
+        ("DELETE", "/chats/", {"GET", "HEAD", "POST"}),
         ("POST", "/chats/1", {"GET", "HEAD", "DELETE"}),
         ("PATCH", "/chats/1/", {"GET", "HEAD", "DELETE"}),
         ("PUT", "/chats/1", {"GET", "HEAD", "DELETE"}),
-        ("GET", "/chats/1/messages/", {"POST"}),
-        ("DELETE", "/chats/1/messages", {"POST"}),
+        ("PUT", "/chats/1/messages/", {"GET", "HEAD", "POST"}),
+        ("DELETE", "/chats/1/messages", {"GET", "HEAD", "POST"}),
+        ("DELETE", "/chats/1/messages/1", {"GET", "HEAD"}),
+        ("POST", "/chats/1/events", {"GET", "HEAD"}),
     ],
 )
 async def test_wrong_method_is_405_with_allow(

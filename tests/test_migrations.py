@@ -12,6 +12,7 @@ import pytest
 from chatsvc import migrate
 
 MIGRATIONS = Path(__file__).parents[1] / "migrations"
+TABLES = {"chats", "messages", "chat_idempotency_keys", "message_idempotency_keys"}
 
 
 def tables(url: str) -> set[str]:
@@ -32,14 +33,14 @@ def test_apply_all_roll_back_all_apply_again(make_database: Callable[[], str]) -
     url = make_database()
     count = len(migrate.status(url))
     assert migrate.apply(url) == count
-    assert tables(url) == {"chats", "messages"}
+    assert tables(url) == TABLES
     assert all(applied for _, applied in migrate.status(url))
     assert migrate.apply(url) == 0  # nothing pending
     assert migrate.rollback(url) == count
     assert tables(url) == set()
     assert not any(applied for _, applied in migrate.status(url))
     assert migrate.apply(url) == count
-    assert tables(url) == {"chats", "messages"}
+    assert tables(url) == TABLES
 
 
 def test_processes_migrating_together_apply_each_migration_once(make_database: Callable[[], str]) -> None:

@@ -31,13 +31,14 @@ def test_every_variable_is_read() -> None:
         "CHATSVC_BODY_TIMEOUT": "7",
         "CHATSVC_STATEMENT_CACHE_SIZE": "0",
         "CHATSVC_LOG_LEVEL": "debug",
+        "CHATSVC_SSE_HEARTBEAT": "2.5",
     }
     assert set(environ) == set(ENVIRONMENT)
     settings = load_settings(environ)
     assert settings == Settings(
         database_url="postgresql://u@h/db", host="0.0.0.0", port=9000, data_dir=Path("/srv/chatsvc"),
         pool_min_size=2, pool_max_size=20, pool_acquire_timeout=1.5, statement_timeout=3, body_timeout=7,
-        statement_cache_size=0, log_level="DEBUG",
+        statement_cache_size=0, log_level="DEBUG", sse_heartbeat=2.5,
     )  # fmt: skip
 
 
@@ -61,6 +62,8 @@ def test_overrides_win_over_the_environment() -> None:
         ({"CHATSVC_STATEMENT_TIMEOUT": "soon"}, "CHATSVC_STATEMENT_TIMEOUT"),
         ({"CHATSVC_BODY_TIMEOUT": "0"}, "CHATSVC_BODY_TIMEOUT"),
         ({"CHATSVC_LOG_LEVEL": "LOUD"}, "CHATSVC_LOG_LEVEL"),
+        # The contract promises a comment at least every 15 s.
+        ({"CHATSVC_SSE_HEARTBEAT": "16"}, "CHATSVC_SSE_HEARTBEAT"),
     ],
 )
 def test_a_bad_value_fails_with_one_line_naming_the_variable(environ: dict[str, str], variable: str) -> None:

@@ -12,7 +12,7 @@ from chatsvc import queries
 from chatsvc.sql import STATEMENTS, SqlFileError, Statement, load, statement
 
 # Header spellings of types -> PostgreSQL's internal names.
-TYPE_NAMES = {"bigint": "int8", "int": "int4", "integer": "int4", "text": "text"}
+TYPE_NAMES = {"bigint": "int8", "int": "int4", "integer": "int4", "text": "text", "interval": "interval"}
 HEADER_PARAM = re.compile(r"\$(\d+) \w+ (\w+)")
 
 

@@ -2,8 +2,27 @@
 
 from aiohttp import web
 
+from chatsvc.errors import NotFound, ValidationFailed
+from chatsvc.queries import Created
 
-def json_response(body: str, status: int = 200, location: str | None = None) -> web.Response:
+
+def json_response(body: str, status: int = 200) -> web.Response:
     """A response whose body is JSON already rendered (by PostgreSQL)."""
-    headers = {"Location": location} if location else None
-    return web.Response(text=body, status=status, content_type="application/json", headers=headers)
+    return web.Response(text=body, status=status, content_type="application/json")
+
+
+def created_response(created: Created, location: str) -> web.Response:
+    """201 with the created resource, or, for an Idempotency-Key retry, with the first result."""
+    if not created.same_body:
+        raise ValidationFailed(
+            [{"loc": ["header", "Idempotency-Key"], "msg": "was first used with a different request body"}]
+        )
+    response = json_response(created.json, status=201)
+    response.headers["Location"] = location
+    if created.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def chat_not_found(chat_id: int) -> NotFound:
+    return NotFound(f"Chat {chat_id} does not exist.")

@@ -4,16 +4,30 @@ from aiohttp import web
 
 from chatsvc import queries
 from chatsvc.errors import NotFound
-from chatsvc.handlers import json_response
+from chatsvc.handlers import chat_not_found, created_response, json_response
 from chatsvc.keys import DATABASE, SETTINGS
 from chatsvc.models import ChatCreate
-from chatsvc.parsing import json_body, path_id, query_int
+from chatsvc.parsing import cursor, idempotency_key, json_body, path_id, query_int
 
 
 async def create_chat(request: web.Request) -> web.Response:
+    key = idempotency_key(request)
     body = await json_body(request, ChatCreate, request.app[SETTINGS].body_timeout)
-    chat = await queries.create_chat(request.app[DATABASE], body.title)
-    return json_response(chat.json, status=201, location=f"/chats/{chat.id}")
+    db = request.app[DATABASE]
+    if key is None:
+        chat = await queries.create_chat(db, body.title)
+    else:
+        try:
+            chat = await queries.create_chat_once(db, body.title, key)
+        except queries.KeyedResourceGone:
+            raise NotFound("The chat this Idempotency-Key created has been deleted since.") from None
+    return created_response(chat, location=f"/chats/{chat.id}")
+
+
+async def list_chats(request: web.Request) -> web.Response:
+    limit = query_int(request, "limit", default=20, minimum=1, maximum=100)
+    before = cursor(request, "before")
+    return json_response(await queries.list_chats(request.app[DATABASE], before, limit))
 
 
 async def get_chat(request: web.Request) -> web.Response:
@@ -21,12 +35,12 @@ async def get_chat(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", default=20, minimum=1, maximum=100)
     chat_json = await queries.get_chat_with_latest_messages(request.app[DATABASE], chat_id, limit)
     if chat_json is None:
-        raise NotFound(f"Chat {chat_id} does not exist.")
+        raise chat_not_found(chat_id)
     return json_response(chat_json)
 
 
 async def delete_chat(request: web.Request) -> web.Response:
     chat_id = path_id(request, "chat_id")
     if not await queries.delete_chat(request.app[DATABASE], chat_id):
-        raise NotFound(f"Chat {chat_id} does not exist.")
+        raise chat_not_found(chat_id)
     return web.Response(status=204)

@@ -1,19 +1,47 @@
-"""/chats/{chat_id}/messages/"""
+"""/chats/{chat_id}/messages/ and /chats/{chat_id}/messages/{message_id}"""
 
 from aiohttp import web
 
 from chatsvc import queries
-from chatsvc.errors import NotFound
-from chatsvc.handlers import json_response
+from chatsvc.errors import NotFound, ValidationFailed
+from chatsvc.handlers import chat_not_found, created_response, json_response
 from chatsvc.keys import DATABASE, SETTINGS
 from chatsvc.models import MessageCreate
-from chatsvc.parsing import json_body, path_id
+from chatsvc.parsing import cursor, idempotency_key, json_body, path_id, query_int
 
 
 async def create_message(request: web.Request) -> web.Response:
     chat_id = path_id(request, "chat_id")
+    key = idempotency_key(request)
     body = await json_body(request, MessageCreate, request.app[SETTINGS].body_timeout)
-    message = await queries.create_message(request.app[DATABASE], chat_id, body.text)
+    db = request.app[DATABASE]
+    if key is None:
+        message = await queries.create_message(db, chat_id, body.text)
+    else:
+        message = await queries.create_message_once(db, chat_id, body.text, key)
     if message is None:
-        raise NotFound(f"Chat {chat_id} does not exist.")
-    return json_response(message.json, status=201, location=f"/chats/{chat_id}/messages/{message.id}")
+        raise chat_not_found(chat_id)
+    return created_response(message, location=f"/chats/{chat_id}/messages/{message.id}")
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    chat_id = path_id(request, "chat_id")
+    limit = query_int(request, "limit", default=50, minimum=1, maximum=100)
+    before, after = cursor(request, "before"), cursor(request, "after")
+    if before is not None and after is not None:
+        both = "before and after must not be given together; page one way at a time"
+        raise ValidationFailed(
+            [{"loc": ["query", "before"], "msg": both}, {"loc": ["query", "after"], "msg": both}]
+        )
+    page = await queries.list_messages(request.app[DATABASE], chat_id, limit, before=before, after=after)
+    if page is None:
+        raise chat_not_found(chat_id)
+    return json_response(page)
+
+
+async def get_message(request: web.Request) -> web.Response:
+    chat_id, message_id = path_id(request, "chat_id"), path_id(request, "message_id")
+    message_json = await queries.get_message(request.app[DATABASE], chat_id, message_id)
+    if message_json is None:
+        raise NotFound(f"Chat {chat_id} holds no message {message_id}.")
+    return json_response(message_json)

@@ -1,0 +1,217 @@
+"""Live chat events: one LISTEN connection per process, fanned out to subscribers.
+
+PostgreSQL announces every committed message and every deleted chat on
+CHANNEL (migrations/0003.notify-chat-events.sql), so a send through any
+service process reaches the subscribers of every process. Each process holds
+one listening connection, whatever its number of subscribers, and encodes
+each event once for all of them.
+
+A subscriber is never waited for: events are appended to its own bounded
+backlog, and one that falls SUBSCRIBER_BACKLOG events behind is dropped with
+a final comment (it resumes with Last-Event-ID), so it neither delays the
+others nor grows memory. When the listening connection is lost, notifications
+may have been missed, so every stream is ended the same way and new ones get
+503 until the listener is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import asyncpg
+
+from chatsvc.db import UNAVAILABLE, DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "chatsvc_events"  # the triggers' channel, migrations/0003.notify-chat-events.sql
+SUBSCRIBER_BACKLOG = 1000  # events a subscriber may fall behind before it is dropped
+RECONNECT_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)  # seconds between attempts to listen again
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An SSE frame, encoded once for every subscriber."""
+
+    frame: bytes
+    message_id: int = 0  # 0 for frames that are not messages
+    final: bool = False  # the stream ends after this frame
+
+
+def message_event(message_id: int, message_json: str) -> Event:
+    return Event(b"id: %d\nevent: message\ndata: %s\n\n" % (message_id, message_json.encode()), message_id)
+
+
+def chat_deleted_event(chat_id: int) -> Event:
+    return Event(b'event: chat_deleted\ndata: {"chat_id":%d}\n\n' % chat_id, final=True)
+
+
+def _ending(reason: str) -> Event:
+    return Event(f": {reason}; reconnect with Last-Event-ID to resume\n\n".encode(), final=True)
+
+
+TOO_SLOW = _ending("this stream fell too far behind")
+INTERRUPTED = _ending("live updates were interrupted")
+SHUTTING_DOWN = _ending("the service is shutting down")
+
+
+class Subscription:
+    """One stream's pending events, bounded; the stream's writer takes them in order."""
+
+    def __init__(self, chat_id: int, backlog: int = SUBSCRIBER_BACKLOG) -> None:
+        self.chat_id = chat_id
+        self._backlog = backlog
+        self._pending: deque[Event] = deque()
+        self._wakeup = asyncio.Event()
+        self.ended = False
+
+    def deliver(self, event: Event) -> None:
+        if self.ended:
+            return
+        if len(self._pending) >= self._backlog:
+            self._pending.clear()  # it resumes from the last id it received
+            self.end(TOO_SLOW)
+            return
+        self._pending.append(event)
+        self._wakeup.set()
+
+    def end(self, final: Event) -> None:
+        """Ends the stream after what is pending, with final as its last frame."""
+        if self.ended:
+            return
+        self._pending.append(final)
+        self.ended = True
+        self._wakeup.set()
+
+    async def next(self, idle_seconds: float) -> Event | None:
+        """The next event, or None when none came within idle_seconds (time for a heartbeat)."""
+        if not self._pending:
+            self._wakeup.clear()
+            try:
+                async with asyncio.timeout(idle_seconds):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                return None
+        return self._pending.popleft()
+
+
+class EventHub:
+    """The process's listening connection and the subscriptions it feeds, by chat."""
+
+    def __init__(self, database_url: str) -> None:
+        self._database_url = database_url
+        self._subscriptions: dict[int, set[Subscription]] = {}
+        # Pieces of Message JSON too long for one notification, by message id.
+        self._pieces: dict[int, list[str]] = {}
+        self._listening = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(subscriptions) for subscriptions in self._subscriptions.values())
+
+    async def start(self) -> None:
+        """Starts listening; waits for the first attempt, retries in the background."""
+        first_attempt = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._listen_forever(first_attempt), name="chatsvc-events")
+        await first_attempt
+
+    async def close(self) -> None:
+        self.end_all(SHUTTING_DOWN)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def end_all(self, final: Event) -> None:
+        for subscriptions in self._subscriptions.values():
+            for subscription in subscriptions:
+                subscription.end(final)
+        self._subscriptions.clear()
+        self._pieces.clear()
+
+    @contextlib.contextmanager
+    def subscribe(self, chat_id: int) -> Iterator[Subscription]:
+        """A subscription to the chat's live events for the duration of the block.
+
+        Subscribe before reading the chat's history: every message committed
+        after that read is then delivered live, and the overlap is skipped by id.
+        """
+        if not self._listening:
+            raise DatabaseUnavailable("not listening for events")
+        subscription = Subscription(chat_id)
+        self._subscriptions.setdefault(chat_id, set()).add(subscription)
+        try:
+            yield subscription
+        finally:
+            subscriptions = self._subscriptions.get(chat_id)
+            if subscriptions is not None:
+                subscriptions.discard(subscription)
+                if not subscriptions:
+                    del self._subscriptions[chat_id]
+
+    async def _listen_forever(self, first_attempt: asyncio.Future[None]) -> None:
+        failures = 0
+        while True:
+            try:
+                await self._listen_until_lost(first_attempt)
+                failures = 0
+            except UNAVAILABLE:
+                log.warning("cannot listen for events; retrying", exc_info=True)
+                failures += 1
+            if not first_attempt.done():
+                first_attempt.set_result(None)
+            await asyncio.sleep(RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)])
+
+    async def _listen_until_lost(self, first_attempt: asyncio.Future[None]) -> None:
+        connection = await asyncpg.connect(
+            self._database_url, server_settings={"application_name": "chatsvc-events"}
+        )
+        lost = asyncio.Event()
+        try:
+            connection.add_termination_listener(lambda _: lost.set())
+            await connection.add_listener(CHANNEL, self._on_notification)
+            self._listening = True
+            if not first_attempt.done():
+                first_attempt.set_result(None)
+            await lost.wait()
+            log.warning("the events listener lost its connection; reconnecting")
+        finally:
+            self._listening = False
+            self.end_all(INTERRUPTED)  # notifications may be missed from here on
+            connection.terminate()
+
+    def _on_notification(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
+        kind, _, rest = payload.partition(" ")
+        if kind == "message":
+            chat, message, part, piece = rest.split(" ", 3)
+            subscriptions = self._subscriptions.get(int(chat))
+            if subscriptions:
+                self._on_message_piece(subscriptions, int(message), part, piece)
+        elif kind == "chat_deleted":
+            chat_id = int(rest)
+            for subscription in self._subscriptions.pop(chat_id, ()):
+                subscription.end(chat_deleted_event(chat_id))
+
+    def _on_message_piece(
+        self, subscriptions: set[Subscription], message_id: int, part: str, piece: str
+    ) -> None:
+        index, count = part.split("/")
+        if count != "1":  # a long message arrives in pieces, consecutively
+            if index == "1":
+                self._pieces[message_id] = []
+            pieces = self._pieces.get(message_id)
+            if pieces is None:  # its first piece came before anyone subscribed
+                return
+            pieces.append(piece)
+            if index != count:
+                return
+            piece = "".join(self._pieces.pop(message_id))
+        event = message_event(message_id, piece)
+        for subscription in subscriptions:
+            subscription.deliver(event)

@@ -1,0 +1,28 @@
+-- name: list_chats :val
+-- One page of chats, newest first: the $2 newest chats with id < $1, rendered
+-- as the JSON the API answers with. next_before is the page's oldest id when
+-- an older chat exists, else null. Reads at most $2 + 1 index entries however
+-- deep the page lies: keyset paging, never OFFSET.
+-- params: $1 before bigint (exclusive; the first page passes 9223372036854775807), $2 chat_limit bigint (1 to 100)
+-- returns: json {chats: [{id, title, created_at}], next_before: id or null}
+-- uses: chats_pkey scanned backward from $1
+WITH page AS (
+    SELECT id, title, created_at
+    FROM chats
+    WHERE id < $1
+    ORDER BY id DESC
+    LIMIT $2
+)
+SELECT to_json(listing)
+FROM (
+    SELECT
+        coalesce(
+            (SELECT array_to_json(array_agg(page ORDER BY page.id DESC)) FROM page),
+            '[]'
+        ) AS chats,
+        (
+            SELECT oldest.id
+            FROM (SELECT min(page.id) AS id FROM page) AS oldest
+            WHERE EXISTS (SELECT FROM chats WHERE chats.id < oldest.id)
+        ) AS next_before
+) AS listing;

@@ -1,0 +1,27 @@
+-- name: list_messages_before :val
+-- One page of a chat's history going back: the $3 newest messages with
+-- id < $2, listed oldest first, and whether older ones exist, rendered as the
+-- JSON the API answers with. Reads at most $3 + 1 index entries however deep
+-- the page lies in the chat.
+-- params: $1 chat_id bigint, $2 before bigint (exclusive; the newest page passes 9223372036854775807), $3 message_limit bigint (1 to 100)
+-- returns: json {messages: [{id, chat_id, text, created_at}], has_more: bool},
+--          or no row when the chat does not exist
+-- uses: chats_pkey; messages_pkey (chat_id, id) scanned backward from $2
+WITH page AS (
+    SELECT id, chat_id, text, created_at
+    FROM messages
+    WHERE chat_id = $1 AND id < $2
+    ORDER BY id DESC
+    LIMIT $3
+)
+SELECT to_json(history)
+FROM (
+    SELECT
+        coalesce((SELECT array_to_json(array_agg(page ORDER BY page.id)) FROM page), '[]') AS messages,
+        EXISTS (
+            SELECT FROM messages
+            WHERE chat_id = $1 AND id < (SELECT min(page.id) FROM page)
+        ) AS has_more
+    FROM chats
+    WHERE id = $1
+) AS history;
