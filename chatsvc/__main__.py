@@ -1,4 +1,4 @@
-"""Command line: ``chatsvc serve`` and ``chatsvc migrate``. Parses settings, nothing else."""
+"""Command line: ``chatsvc serve``, ``migrate`` and ``purge-keys``. Parses settings, nothing else."""
 
 from __future__ import annotations
 
@@ -12,12 +12,21 @@ from contextlib import contextmanager
 import psycopg
 from aiohttp import web
 
-from chatsvc import migrate
+from chatsvc import migrate, queries
 from chatsvc.app import create_app
+from chatsvc.db import UNAVAILABLE, DatabaseUnavailable, open_database
 from chatsvc.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from chatsvc.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("chatsvc")
+
+# PostgreSQL could not be reached or started: one line, no traceback.
+STARTUP_FAILURES: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    EmbeddedPostgresError,
+    DatabaseUnavailable,
+    *UNAVAILABLE,
+)
 
 
 @contextmanager
@@ -59,6 +68,20 @@ def run_migrate(settings: Settings, args: argparse.Namespace) -> None:
             print(f"applied {migrate.apply(url)} migration(s)")
 
 
+def purge_keys(settings: Settings) -> None:
+    with database_url(settings) as url:
+        purged = asyncio.run(_purge_keys(settings.model_copy(update={"database_url": url})))
+        print(f"purged {purged} Idempotency-Key(s) older than {queries.KEY_RETENTION}")
+
+
+async def _purge_keys(settings: Settings) -> int:
+    db = await open_database(settings)
+    try:
+        return await queries.purge_idempotency_keys(db)
+    finally:
+        await db.pool.close()
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="chatsvc", description="Chat history HTTP service.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -69,6 +92,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     migrate_cmd.add_argument("--rollback", action="store_true", help="roll back instead")
     migrate_cmd.add_argument("--count", type=int, help="with --rollback: how many (default: all)")
     migrate_cmd.add_argument("--list", action="store_true", help="show each migration's state")
+    commands.add_parser(
+        "purge-keys",
+        help="delete Idempotency-Keys older than 24 hours (serve also does it hourly; safe while serving)",
+    )
     return parser.parse_args(argv)
 
 
@@ -83,9 +110,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         if args.command == "serve":
             serve(settings)
+        elif args.command == "purge-keys":
+            purge_keys(settings)
         else:
             run_migrate(settings, args)
-    except (psycopg.OperationalError, EmbeddedPostgresError) as exc:
+    except STARTUP_FAILURES as exc:
         # Start-up could not reach or start PostgreSQL: say so in one line, no traceback.
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         sys.exit(f"chatsvc: cannot use the database: {reason}")

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
-from datetime import timedelta
 
 from aiohttp import web
 
@@ -21,9 +20,7 @@ from chatsvc.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Idempotency-Keys are kept at least this long (the contract's promise), then
-# purged by every serving process, hourly, in small batches.
-KEY_RETENTION = timedelta(hours=24)
+# Every serving process purges expired Idempotency-Keys this often (seconds).
 KEY_PURGE_INTERVAL = 3600.0
 
 # Every route, by path and method. Each path is served with and without a
@@ -68,7 +65,7 @@ async def purge_keys_forever(app: web.Application) -> None:
     while True:
         await asyncio.sleep(KEY_PURGE_INTERVAL)
         try:
-            purged = await queries.purge_idempotency_keys(app[DATABASE], KEY_RETENTION)
+            purged = await queries.purge_idempotency_keys(app[DATABASE])
         except Exception:  # the next round tries again
             log.warning("purging expired Idempotency-Keys failed", exc_info=True)
         else:

@@ -28,6 +28,8 @@ GET_LATEST_MESSAGE_ID = statement("get_latest_message_id", ":val")
 PURGE_CHAT_IDEMPOTENCY_KEYS = statement("purge_chat_idempotency_keys", ":val")
 PURGE_MESSAGE_IDEMPOTENCY_KEYS = statement("purge_message_idempotency_keys", ":val")
 
+# Idempotency-Keys are kept at least this long (the contract's promise).
+KEY_RETENTION = timedelta(hours=24)
 # The largest bigint: the exclusive upper cursor of a first page going back.
 NEWEST = 2**63 - 1
 
@@ -160,7 +162,9 @@ async def list_message_events(
     return [(row["id"], row["message"]) for row in rows]
 
 
-async def purge_idempotency_keys(db: Database, retention: timedelta, batch_size: int = 1000) -> int:
+async def purge_idempotency_keys(
+    db: Database, retention: timedelta = KEY_RETENTION, batch_size: int = 1000
+) -> int:
     """Deletes the Idempotency-Keys older than retention, in short batches; how many went."""
     purged = 0
     for query in (PURGE_CHAT_IDEMPOTENCY_KEYS, PURGE_MESSAGE_IDEMPOTENCY_KEYS):

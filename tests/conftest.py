@@ -77,6 +77,20 @@ def database_url(make_database: Callable[[], str]) -> str:
 
 
 @pytest.fixture
+def empty_database_url(make_database: Callable[[], str]) -> str:
+    """A migrated database of this test's own, for tests that must see every row."""
+    url = make_database()
+    migrate.apply(url)
+    return url
+
+
+@pytest.fixture
+async def empty_client(aiohttp_client: AiohttpClient, empty_database_url: str) -> Client:
+    """The app on a database only this test uses."""
+    return await aiohttp_client(create_app(Settings(database_url=empty_database_url, pool_max_size=10)))
+
+
+@pytest.fixture
 def settings(database_url: str) -> Settings:
     return Settings(database_url=database_url, pool_min_size=1, pool_max_size=10)
 
