@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+import asyncpg
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
+
+T = TypeVar("T")
 
 JSON = {"Content-Type": "application/json"}
 # RFC 3339 with fraction optional and an explicit UTC offset.
@@ -51,3 +56,42 @@ def parse_time(value: str) -> datetime:
     parsed = datetime.fromisoformat(value)  # accepts "Z" since Python 3.11
     assert parsed.utcoffset() == timedelta(0)
     return parsed
+
+
+async def waiting_on_a_lock(db: asyncpg.Connection, request: Awaitable[T]) -> asyncio.Task[T]:
+    """Starts request and returns once the service's backend waits for a lock."""
+    task = asyncio.ensure_future(request)
+    for _ in range(1000):
+        waiting = await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE application_name = 'chatsvc' AND wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        if waiting or task.done():
+            break
+        await asyncio.sleep(0.01)
+    assert not task.done(), "the request did not wait for the open transaction"
+    return task
+
+
+async def raw_exchange(client: TestClient[Any, Any], request: bytes, close_after_send: bool = False) -> bytes:
+    """Sends request bytes as they are over a fresh connection; returns what comes back."""
+    assert client.server.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
+    writer.write(request)
+    await writer.drain()
+    if close_after_send:
+        await asyncio.sleep(0.2)  # let the handler start reading the body, then leave
+        writer.close()
+        await writer.wait_closed()
+        return b""
+    try:
+        async with asyncio.timeout(10):  # one response: head, then Content-Length bytes
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            return head + await reader.readexactly(length)
+    finally:
+        writer.close()

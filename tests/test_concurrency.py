@@ -9,31 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 
 from chatsvc import queries
-from tests.api import create_chat, send
+from tests.api import create_chat, send, waiting_on_a_lock
 from tests.conftest import Client
-
-T = TypeVar("T")
-
-
-async def waiting_on_a_lock(db: asyncpg.Connection, request: Awaitable[T]) -> asyncio.Task[T]:
-    """Starts request and returns once the service's backend waits for a lock."""
-    task = asyncio.ensure_future(request)
-    for _ in range(1000):
-        waiting = await db.fetchval(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE application_name = 'chatsvc' AND wait_event_type = 'Lock' AND datname = current_database()"
-        )
-        if waiting or task.done():
-            break
-        await asyncio.sleep(0.01)
-    assert not task.done(), "the request did not wait for the open transaction"
-    return task
 
 
 async def message_ids(client: Client, chat_id: int) -> list[int]:

@@ -15,7 +15,7 @@ from pytest_aiohttp import AiohttpClient
 
 from chatsvc.app import create_app
 from chatsvc.settings import Settings
-from tests.api import JSON, create_chat, problem, send
+from tests.api import JSON, create_chat, problem, raw_exchange, send
 from tests.conftest import Client
 
 MAX_BODY = 65_536
@@ -281,30 +281,6 @@ async def test_times_are_rfc3339_utc_with_an_explicit_offset(client: Client) -> 
 
 
 # -- bodies that stall or stop -----------------------------------------------
-
-
-async def raw_exchange(client: Client, request: bytes, close_after_send: bool = False) -> bytes:
-    """Sends request bytes as they are over a fresh connection; returns what comes back."""
-    assert client.server.port is not None
-    reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
-    writer.write(request)
-    await writer.drain()
-    if close_after_send:
-        await asyncio.sleep(0.2)  # let the handler start reading the body, then leave
-        writer.close()
-        await writer.wait_closed()
-        return b""
-    try:
-        async with asyncio.timeout(10):  # one response: head, then Content-Length bytes
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                int(line.split(b":", 1)[1])
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-length:")
-            )
-            return head + await reader.readexactly(length)
-    finally:
-        writer.close()
 
 
 SHORT_BODY = (
