@@ -74,8 +74,7 @@ class Subscription:
         if self.ended:
             return
         if len(self._pending) >= self._backlog:
-            self._pending.clear()  # it resumes from the last id it received
-            self.end(TOO_SLOW)
+            self.end(TOO_SLOW)  # after what it already has; it resumes from there
             return
         self._pending.append(event)
         self._wakeup.set()
@@ -103,8 +102,9 @@ class Subscription:
 class EventHub:
     """The process's listening connection and the subscriptions it feeds, by chat."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, backlog: int = SUBSCRIBER_BACKLOG) -> None:
         self._database_url = database_url
+        self._backlog = backlog
         self._subscriptions: dict[int, set[Subscription]] = {}
         # Pieces of Message JSON too long for one notification, by message id.
         self._pieces: dict[int, list[str]] = {}
@@ -144,7 +144,7 @@ class EventHub:
         """
         if not self._listening:
             raise DatabaseUnavailable("not listening for events")
-        subscription = Subscription(chat_id)
+        subscription = Subscription(chat_id, self._backlog)
         self._subscriptions.setdefault(chat_id, set()).add(subscription)
         try:
             yield subscription

@@ -1,0 +1,342 @@
+"""GET /chats/{id}/events: Server-Sent Events through LISTEN/NOTIFY (contract v2)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+import pytest
+from pytest_aiohttp import AiohttpClient
+
+from chatsvc import queries
+from chatsvc.app import create_app
+from chatsvc.events import TOO_SLOW, EventHub
+from chatsvc.keys import EVENTS
+from chatsvc.settings import Settings
+from tests.api import create_chat, error_locations, problem, send
+from tests.conftest import Client
+from tests.sse import EventStream
+
+
+async def open_stream(
+    client: Client, chat_id: int, query: str = "", headers: Mapping[str, str] | None = None
+) -> EventStream:
+    """An event stream, read past its opening frame (the subscription is live from there)."""
+    response = await client.get(f"/chats/{chat_id}/events{query}", headers=headers)
+    assert response.headers["Cache-Control"] == "no-cache"
+    stream = EventStream(response)
+    opening = await stream.frame()
+    assert opening.retry == "1000" and opening.event is None
+    return stream
+
+
+async def send_many(client: Client, chat_id: int, count: int, prefix: str = "m") -> list[dict[str, Any]]:
+    return [await send(client, chat_id, f"{prefix}{n}") for n in range(count)]
+
+
+# -- live events ------------------------------------------------------------------
+
+
+async def test_a_fresh_stream_gets_no_history_then_each_new_message(client: Client) -> None:
+    chat = await create_chat(client)
+    await send_many(client, chat["id"], 3, "old")
+    stream = await open_stream(client, chat["id"])
+    sent = await send_many(client, chat["id"], 3, "new")
+    assert await stream.messages(3) == sent
+    stream.close()
+
+
+async def test_message_events_carry_the_exact_message_json(client: Client) -> None:
+    chat = await create_chat(client)
+    stream = await open_stream(client, chat["id"])
+    texts = [
+        "line one\nline two\r\nthree",  # newlines stay inside the one data: line
+        'quotes " and \\ backslash, emoji 🎉, RTL שלום',
+        "\u2028 separators \u2029 and control \x01\x1f",
+        "長" * 5000,  # 5000 code points, 15000 UTF-8 bytes: several NOTIFY payloads
+        "\x01" * 5000,  # 30000 bytes once JSON-escaped
+        "x" * 5000,
+    ]
+    sent = [await send(client, chat["id"], text) for text in texts]
+    assert await stream.messages(len(sent)) == sent
+    stream.close()
+
+
+async def test_events_only_for_their_own_chat(client: Client) -> None:
+    watched, other = await create_chat(client), await create_chat(client)
+    stream = await open_stream(client, watched["id"])
+    await send(client, other["id"], "elsewhere")
+    mine = await send(client, watched["id"], "here")
+    assert await stream.messages(1) == [mine]
+    stream.close()
+
+
+async def test_many_subscribers_of_one_chat_each_get_every_message(client: Client) -> None:
+    chat = await create_chat(client)
+    streams = [await open_stream(client, chat["id"]) for _ in range(20)]
+    sent = await send_many(client, chat["id"], 10)
+    for stream in streams:
+        assert await stream.messages(10) == sent
+        stream.close()
+
+
+async def test_one_listening_connection_per_process_whatever_the_subscribers(
+    client: Client, db: asyncpg.Connection
+) -> None:
+    chat = await create_chat(client)
+    streams = [await open_stream(client, chat["id"]) for _ in range(15)]
+    listeners = await db.fetchval(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE application_name = 'chatsvc-events' AND datname = current_database()"
+    )
+    # This test's app and none other hold one: other tests' apps are closed by now.
+    assert listeners == 1
+    for stream in streams:
+        stream.close()
+
+
+async def test_a_send_on_one_process_reaches_a_listener_on_another(
+    aiohttp_client: AiohttpClient, client: Client, settings: Settings
+) -> None:
+    other_process = await aiohttp_client(create_app(settings))
+    chat = await create_chat(client)
+    stream = await open_stream(other_process, chat["id"])
+    sent = await send_many(client, chat["id"], 5)
+    assert await stream.messages(5) == sent
+    assert (await client.delete(f"/chats/{chat['id']}")).status == 204
+    assert (await stream.event()).event == "chat_deleted"
+    stream.close()
+
+
+async def test_heartbeat_comments_keep_a_quiet_stream_open(
+    aiohttp_client: AiohttpClient, settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(settings.model_copy(update={"sse_heartbeat": 0.2})))
+    chat = await create_chat(client)
+    stream = await open_stream(client, chat["id"])
+    for _ in range(3):
+        frame = await stream.frame(within=2)
+        assert frame.comments and frame.event is None and frame.id is None
+    message = await send(client, chat["id"])
+    assert await stream.messages(1) == [message]
+    stream.close()
+
+
+def test_the_heartbeat_is_at_most_15_seconds_by_default() -> None:
+    assert Settings().sse_heartbeat == 15
+
+
+# -- resuming ---------------------------------------------------------------------
+
+
+async def test_a_reconnect_with_last_event_id_gets_exactly_the_missed_messages_then_live_ones(
+    client: Client,
+) -> None:
+    chat = await create_chat(client)
+    stream = await open_stream(client, chat["id"])
+    await send_many(client, chat["id"], 2)
+    seen = await stream.messages(2)
+    stream.close()
+    missed = await send_many(client, chat["id"], 4, "missed")
+    resumed = await open_stream(client, chat["id"], headers={"Last-Event-ID": str(seen[-1]["id"])})
+    assert await resumed.messages(4) == missed
+    live = await send_many(client, chat["id"], 2, "live")
+    assert await resumed.messages(2) == live
+    resumed.close()
+
+
+async def test_after_resumes_like_last_event_id_and_the_header_wins(client: Client) -> None:
+    chat = await create_chat(client)
+    sent = await send_many(client, chat["id"], 5)
+    by_query = await open_stream(client, chat["id"], f"?after={sent[1]['id']}")
+    assert await by_query.messages(3) == sent[2:]
+    by_query.close()
+    both = await open_stream(
+        client, chat["id"], f"?after={sent[0]['id']}", headers={"Last-Event-ID": str(sent[3]["id"])}
+    )
+    assert await both.messages(1) == sent[4:]
+    later = await send(client, chat["id"], "later")
+    assert await both.messages(1) == [later]
+    both.close()
+
+
+async def test_after_zero_replays_a_long_history_in_order_then_goes_live(client: Client) -> None:
+    chat = await create_chat(client)
+    sent = await send_many(client, chat["id"], 230)  # more than one backfill batch
+    stream = await open_stream(client, chat["id"], "?after=0")
+    assert await stream.messages(230) == sent
+    live = await send(client, chat["id"], "live")
+    assert await stream.messages(1) == [live]
+    stream.close()
+
+
+async def test_reconnecting_again_and_again_while_others_send_loses_and_repeats_nothing(
+    client: Client,
+) -> None:
+    chat = await create_chat(client)
+    start = await send(client, chat["id"], "start")
+    done = asyncio.Event()
+    sent: list[int] = []
+
+    async def sender() -> None:
+        for n in range(150):
+            sent.append((await send(client, chat["id"], f"s{n}"))["id"])
+            if n % 10 == 0:
+                await asyncio.sleep(0.01)
+
+    async def reader() -> list[int]:
+        received: list[int] = []
+        last = start["id"]
+        rng = random.Random(7)
+        while not (done.is_set() and received and received[-1] == max(sent)):
+            stream = await open_stream(client, chat["id"], headers={"Last-Event-ID": str(last)})
+            try:
+                for _ in range(rng.randint(1, 12)):
+                    frame = await stream.event(within=2)
+                    received.append(int(frame.id or 0))
+                    last = received[-1]
+            except TimeoutError:
+                pass  # caught up with the senders for now
+            stream.close()
+        return received
+
+    reading = asyncio.create_task(reader())
+    await asyncio.gather(sender(), sender())
+    done.set()
+    received = await asyncio.wait_for(reading, 60)
+    assert received == sorted(sent)
+
+
+# -- the chat's end ---------------------------------------------------------------
+
+
+async def test_deleting_the_chat_sends_every_earlier_message_then_chat_deleted_and_ends(
+    client: Client,
+) -> None:
+    chat = await create_chat(client)
+    stream = await open_stream(client, chat["id"])
+    # Sent and deleted back to back: the last message must still arrive first,
+    # even a long one that travels in several NOTIFY payloads.
+    sent = [*await send_many(client, chat["id"], 3), await send(client, chat["id"], "長" * 5000)]
+    assert (await client.delete(f"/chats/{chat['id']}")).status == 204
+    assert await stream.messages(4) == sent
+    deleted = await stream.event()
+    assert deleted.event == "chat_deleted" and deleted.id is None
+    assert deleted.json() == {"chat_id": chat["id"]}  # a data: line, which EventSource needs
+    assert await stream.ends() == []
+    await problem(await client.get(f"/chats/{chat['id']}/events"), 404)
+
+
+async def test_a_resuming_stream_of_a_chat_deleted_meanwhile_is_404(client: Client) -> None:
+    chat = await create_chat(client)
+    message = await send(client, chat["id"])
+    assert (await client.delete(f"/chats/{chat['id']}")).status == 204
+    response = await client.get(f"/chats/{chat['id']}/events", headers={"Last-Event-ID": str(message["id"])})
+    await problem(response, 404)
+
+
+# -- errors -----------------------------------------------------------------------
+
+
+async def test_a_missing_chat_is_404(client: Client) -> None:
+    await problem(await client.get("/chats/9223372036854775807/events"), 404)
+    await problem(await client.get("/chats/0/events"), 404)
+    await problem(await client.get("/chats/x/events?after=1"), 404)
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "", "1.5", "9223372036854775808", " 5x"])
+async def test_a_bad_resume_point_is_422(client: Client, value: str) -> None:
+    chat = await create_chat(client)
+    body = await problem(await client.get(f"/chats/{chat['id']}/events", params={"after": value}), 422)
+    assert error_locations(body) == [["query", "after"]]
+    if value.strip():  # aiohttp's client drops an empty header
+        response = await client.get(f"/chats/{chat['id']}/events", headers={"Last-Event-ID": value})
+        assert error_locations(await problem(response, 422)) == [["header", "Last-Event-ID"]]
+
+
+# -- slow subscribers, lost listener, shutdown --------------------------------------
+
+
+async def test_a_subscriber_that_falls_behind_is_dropped_without_holding_up_the_others(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    """The hub itself, on real NOTIFYs: one subscriber reads, the other never does."""
+    hub = EventHub(database_url, backlog=5)
+    await hub.start()
+    try:
+        chat_id = await db.fetchval("INSERT INTO chats (title) VALUES ('slow') RETURNING id")
+        with hub.subscribe(chat_id) as reading, hub.subscribe(chat_id) as stalled:
+            received = []
+            for n in range(12):
+                await db.fetchrow(queries.CREATE_MESSAGE, chat_id, f"m{n}")
+                event = await reading.next(5)
+                assert event is not None
+                received.append(event.message_id)
+            assert len(set(received)) == 12
+            assert stalled.ended
+            pending = [await stalled.next(1) for _ in range(7)]
+            # What it had, then the end, then nothing: no more is kept for it.
+            assert [event.message_id for event in pending[:5] if event] == received[:5]
+            assert pending[5:] == [TOO_SLOW, None]
+            assert hub.subscriber_count == 2
+        assert hub.subscriber_count == 0
+    finally:
+        await hub.close()
+
+
+async def test_streams_end_cleanly_when_the_listener_connection_is_lost_and_resume_after(
+    client: Client, db: asyncpg.Connection
+) -> None:
+    chat = await create_chat(client)
+    stream = await open_stream(client, chat["id"])
+    first = await send(client, chat["id"], "before")
+    assert await stream.messages(1) == [first]
+    await db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE application_name = 'chatsvc-events' AND datname = current_database()"
+    )
+    frames = await stream.ends()
+    assert frames and "reconnect with Last-Event-ID" in frames[-1].comments[0]
+    missed = await send(client, chat["id"], "while reconnecting")
+    for _ in range(100):  # the listener comes back by itself
+        response = await client.get(
+            f"/chats/{chat['id']}/events", headers={"Last-Event-ID": str(first["id"])}
+        )
+        if response.status != 503:
+            break
+        assert response.headers["Retry-After"]
+        response.close()
+        await asyncio.sleep(0.05)
+    resumed = EventStream(response)
+    assert await resumed.messages(1) == [missed]
+    live = await send(client, chat["id"], "after")
+    assert await resumed.messages(1) == [live]
+    resumed.close()
+
+
+async def test_streams_end_cleanly_on_shutdown(aiohttp_client: AiohttpClient, settings: Settings) -> None:
+    client = await aiohttp_client(create_app(settings))
+    chat = await create_chat(client)
+    stream = await open_stream(client, chat["id"])
+    await client.app.shutdown()  # what SIGTERM runs before waiting for in-flight requests
+    frames = await stream.ends()
+    assert "shutting down" in frames[-1].comments[0]
+    assert client.app[EVENTS].subscriber_count == 0
+
+
+async def test_a_client_that_leaves_is_unsubscribed(
+    aiohttp_client: AiohttpClient, settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(settings.model_copy(update={"sse_heartbeat": 0.1})))
+    chat = await create_chat(client)
+    stream = await open_stream(client, chat["id"])
+    assert client.app[EVENTS].subscriber_count == 1
+    stream.close()
+    for _ in range(100):  # noticed at the next heartbeat at the latest
+        if client.app[EVENTS].subscriber_count == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert client.app[EVENTS].subscriber_count == 0
