@@ -1,13 +1,14 @@
-"""Query plans: reading a chat costs the same whatever the chat's size.
+"""Query plans: every read costs the same whatever the chat's size or the page's depth.
 
-EXPLAIN ANALYZE of the real SQL files on a chat of 50,000 messages, after
-ANALYZE, so the planner sees realistic statistics.
+EXPLAIN ANALYZE of the real SQL files on a chat of 50,000 messages among
+20,000 chats, after ANALYZE, so the planner sees realistic statistics.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -84,3 +85,107 @@ async def test_send_locks_one_chat_row_by_its_key(big: tuple[asyncpg.Connection,
     scans = [node for node in plan if node.get("Relation Name") == "chats"]
     assert scans and all(node["Node Type"] == "Index Scan" for node in scans)
     assert any(node["Node Type"] == "LockRows" for node in plan)
+
+
+def no_table_sorted_or_scanned_whole(plan: list[dict[str, Any]], limit: int) -> None:
+    """No sequential scan, and any Sort is of a page's worth of rows, never of a chat's."""
+    for node in plan:
+        assert node["Node Type"] != "Seq Scan", plan
+        if node["Node Type"] == "Sort":
+            assert node["Actual Rows"] <= limit + 1, plan
+
+
+# An index in key order, or, when the planner expects a page's worth of rows in
+# the cursor's range, a bitmap of that range.
+INDEXED = ("Index Scan", "Index Only Scan", "Bitmap Heap Scan")
+
+
+def rows_read(plan: list[dict[str, Any]], relation: str) -> list[dict[str, Any]]:
+    """The plan's scans of relation, each checked to use an index."""
+    scans = [node for node in plan if node.get("Relation Name") == relation and "Scan" in node["Node Type"]]
+    for node in scans:
+        assert node["Node Type"] in INDEXED, node
+    return scans
+
+
+def total_rows(scans: list[dict[str, Any]]) -> int:
+    return sum(node["Actual Rows"] * node["Actual Loops"] for node in scans)
+
+
+@pytest.fixture(params=["auto", "force_generic_plan"])
+async def plans(
+    request: pytest.FixtureRequest, big: tuple[asyncpg.Connection, int]
+) -> tuple[asyncpg.Connection, int]:
+    """big, under both kinds of plan: asyncpg's prepared statements go generic after a few runs."""
+    conn, chat_id = big
+    await conn.execute(f"SET plan_cache_mode = {request.param}")
+    return conn, chat_id
+
+
+@pytest.mark.parametrize("limit", [1, 50, 100])
+@pytest.mark.parametrize("depth", ["newest", "middle", "oldest"])
+async def test_history_pages_read_at_most_limit_plus_one_rows_at_any_depth(
+    plans: tuple[asyncpg.Connection, int], limit: int, depth: str
+) -> None:
+    conn, chat_id = plans
+    low, high = await conn.fetchrow("SELECT min(id), max(id) FROM messages WHERE chat_id = $1", chat_id)
+    cursor = {"newest": high, "middle": (low + high) // 2, "oldest": low + limit}[depth]
+    for statement, args in (
+        (queries.LIST_MESSAGES_BEFORE, (chat_id, cursor, limit)),
+        (queries.LIST_MESSAGES_AFTER, (chat_id, cursor - limit - 1, limit)),
+        (queries.LIST_MESSAGE_EVENTS, (chat_id, cursor - limit - 1, cursor, limit)),
+    ):
+        plan = await explain(conn, statement, *args)
+        scans = rows_read(plan, "messages")
+        assert scans and all(node.get("Index Name", "messages_pkey") == "messages_pkey" for node in scans)
+        # The page (an entry past it at most) and a probe of the chat's end: not the whole chat.
+        assert total_rows(scans) <= limit + 2
+        no_table_sorted_or_scanned_whole(plan, limit)
+
+
+@pytest.mark.parametrize("limit", [1, 20, 100])
+async def test_chat_pages_read_at_most_limit_plus_one_rows_at_any_depth(
+    plans: tuple[asyncpg.Connection, int], limit: int
+) -> None:
+    conn, _ = plans
+    low, high = await conn.fetchrow("SELECT min(id), max(id) FROM chats")
+    for before in (queries.NEWEST, (low + high) // 2, low + limit):
+        plan = await explain(conn, queries.LIST_CHATS, before, limit)
+        scans = rows_read(plan, "chats")
+        assert scans and all(node.get("Index Name", "chats_pkey") == "chats_pkey" for node in scans)
+        assert total_rows(scans) <= limit + 2
+        no_table_sorted_or_scanned_whole(plan, limit)
+
+
+async def test_single_message_and_stream_start_read_one_index_entry(
+    big: tuple[asyncpg.Connection, int],
+) -> None:
+    conn, chat_id = big
+    message_id = await conn.fetchval("SELECT max(id) FROM messages WHERE chat_id = $1", chat_id)
+    for statement, args in (
+        (queries.GET_MESSAGE, (chat_id, message_id)),
+        (queries.GET_LATEST_MESSAGE_ID, (chat_id,)),
+    ):
+        plan = await explain(conn, statement, *args)
+        scans = rows_read(plan, "messages")
+        assert scans and sum(node["Actual Rows"] for node in scans) == 1
+
+
+async def test_keyed_sends_find_their_key_by_index(big: tuple[asyncpg.Connection, int]) -> None:
+    conn, chat_id = big
+    await conn.execute("SET enable_seqscan = off")  # the keys tables are empty here; prove an index serves
+    try:
+        transaction = conn.transaction()
+        await transaction.start()
+        for statement, args in (
+            (queries.CREATE_MESSAGE_ONCE, (chat_id, "planned", "plan-key")),
+            (queries.CREATE_CHAT_ONCE, ("planned", "plan-key")),
+            (queries.PURGE_CHAT_IDEMPOTENCY_KEYS, (timedelta(hours=24), 1000)),
+            (queries.PURGE_MESSAGE_IDEMPOTENCY_KEYS, (timedelta(hours=24), 1000)),
+        ):
+            plan = await explain(conn, statement, *args)
+            for relation in ("chats", "messages", "chat_idempotency_keys", "message_idempotency_keys"):
+                rows_read(plan, relation)
+        await transaction.rollback()
+    finally:
+        await conn.execute("RESET enable_seqscan")

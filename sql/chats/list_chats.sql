@@ -20,9 +20,10 @@ FROM (
             (SELECT array_to_json(array_agg(page ORDER BY page.id DESC)) FROM page),
             '[]'
         ) AS chats,
+        -- The page's oldest id, unless it is the oldest chat of all (one index probe).
         (
             SELECT oldest.id
             FROM (SELECT min(page.id) AS id FROM page) AS oldest
-            WHERE EXISTS (SELECT FROM chats WHERE chats.id < oldest.id)
+            WHERE oldest.id > (SELECT min(id) FROM chats)
         ) AS next_before
 ) AS listing;

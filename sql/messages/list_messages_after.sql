@@ -18,9 +18,10 @@ SELECT to_json(history)
 FROM (
     SELECT
         coalesce((SELECT array_to_json(array_agg(page ORDER BY page.id)) FROM page), '[]') AS messages,
-        EXISTS (
-            SELECT FROM messages
-            WHERE chat_id = $1 AND id > (SELECT max(page.id) FROM page)
+        -- Newer messages exist when the page's newest is not the chat's newest (one index probe).
+        coalesce(
+            (SELECT max(page.id) FROM page) < (SELECT max(id) FROM messages WHERE chat_id = $1),
+            false
         ) AS has_more
     FROM chats
     WHERE id = $1

@@ -18,9 +18,10 @@ SELECT to_json(history)
 FROM (
     SELECT
         coalesce((SELECT array_to_json(array_agg(page ORDER BY page.id)) FROM page), '[]') AS messages,
-        EXISTS (
-            SELECT FROM messages
-            WHERE chat_id = $1 AND id < (SELECT min(page.id) FROM page)
+        -- Older messages exist when the page's oldest is not the chat's oldest (one index probe).
+        coalesce(
+            (SELECT min(page.id) FROM page) > (SELECT min(id) FROM messages WHERE chat_id = $1),
+            false
         ) AS has_more
     FROM chats
     WHERE id = $1
