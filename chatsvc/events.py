@@ -161,8 +161,8 @@ class EventHub:
             try:
                 await self._listen_until_lost(first_attempt)
                 failures = 0
-            except UNAVAILABLE:
-                log.warning("cannot listen for events; retrying", exc_info=True)
+            except UNAVAILABLE as exc:
+                log.warning("cannot listen for events (%s); retrying", type(exc).__name__)
                 failures += 1
             if not first_attempt.done():
                 first_attempt.set_result(None)
