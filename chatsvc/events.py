@@ -187,6 +187,12 @@ class EventHub:
             connection.terminate()
 
     def _on_notification(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            self._dispatch(payload)
+        except ValueError:  # not from our triggers: someone else NOTIFYing on the channel
+            log.warning("ignored a malformed notification on %s: %.80r", CHANNEL, payload)
+
+    def _dispatch(self, payload: str) -> None:
         kind, _, rest = payload.partition(" ")
         if kind == "message":
             chat, message, part, piece = rest.split(" ", 3)

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 CHATSVC = [sys.executable, "-m", "chatsvc"]
 
 
@@ -157,3 +159,20 @@ def test_console_script_is_installed() -> None:
     script = Path(sys.executable).with_name("chatsvc")
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0 and "serve" in result.stdout and "migrate" in result.stdout
+
+
+def test_purge_keys_deletes_only_keys_past_24_hours(empty_database_url: str) -> None:
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO chat_idempotency_keys (key, chat_id, created_at) VALUES ('old', 1, now() - interval '25h')"
+        )
+        conn.execute(
+            "INSERT INTO chat_idempotency_keys (key, chat_id, created_at) VALUES ('young', 2, now() - interval '23h')"
+        )
+        result = subprocess.run(
+            [*CHATSVC, "purge-keys"], env=environment(DATABASE_URL=empty_database_url), capture_output=True,
+            text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "purged 1 Idempotency-Key(s)" in result.stdout
+        assert conn.execute("SELECT key FROM chat_idempotency_keys").fetchall() == [("young",)]

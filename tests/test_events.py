@@ -340,3 +340,15 @@ async def test_a_client_that_leaves_is_unsubscribed(
             break
         await asyncio.sleep(0.05)
     assert client.app[EVENTS].subscriber_count == 0
+
+
+async def test_foreign_notifications_on_the_channel_are_ignored(
+    client: Client, db: asyncpg.Connection
+) -> None:
+    chat = await create_chat(client)
+    stream = await open_stream(client, chat["id"])
+    for junk in ("junk", "message x", f"message {chat['id']} 1 1/1", "chat_deleted", "chat_deleted x", ""):
+        await db.execute("SELECT pg_notify('chatsvc_events', $1)", junk)
+    message = await send(client, chat["id"])
+    assert await stream.messages(1) == [message]
+    stream.close()
