@@ -125,6 +125,27 @@ async def test_heartbeat_comments_keep_a_quiet_stream_open(
     stream.close()
 
 
+async def test_heartbeats_keep_coming_while_messages_flow(
+    aiohttp_client: AiohttpClient, settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(settings.model_copy(update={"sse_heartbeat": 0.3})))
+    chat = await create_chat(client)
+    stream = await open_stream(client, chat["id"])
+    loop = asyncio.get_running_loop()
+    started, comments, messages = loop.time(), 0, 0
+    while loop.time() - started < 1.5:
+        await send(client, chat["id"])  # busier than the heartbeat
+        while True:
+            frame = await stream.frame()
+            comments += bool(frame.comments)
+            if frame.event == "message":
+                messages += 1
+                break
+    assert messages > 5
+    assert comments >= 3  # about one per 0.3 s, although the stream never fell quiet
+    stream.close()
+
+
 def test_the_heartbeat_is_at_most_15_seconds_by_default() -> None:
     assert Settings().sse_heartbeat == 15
 

@@ -60,16 +60,21 @@ async def chat_events(request: web.Request) -> web.StreamResponse:
                 for message_id, message_json in missed:
                     await _send(request, response, message_event(message_id, message_json).frame)
                     sent_up_to = message_id
+            # A comment every heartbeat seconds, busy or quiet: the contract
+            # promises one at least every 15 s, whatever else is sent.
             heartbeat = request.app[SETTINGS].sse_heartbeat
+            loop = asyncio.get_running_loop()
+            heartbeat_due = loop.time() + heartbeat
             while True:
-                event: Event | None = await subscription.next(heartbeat)
-                if event is None:
-                    await _send(request, response, HEARTBEAT)
-                elif event.message_id == 0 or event.message_id > sent_up_to:
+                event: Event | None = await subscription.next(max(0.0, heartbeat_due - loop.time()))
+                if event is not None and (event.message_id == 0 or event.message_id > sent_up_to):
                     await _send(request, response, event.frame)
                     sent_up_to = max(sent_up_to, event.message_id)
                     if event.final:
                         break
+                if loop.time() >= heartbeat_due:
+                    await _send(request, response, HEARTBEAT)
+                    heartbeat_due = loop.time() + heartbeat
             await response.write_eof()
         except ConnectionResetError:
             pass  # the client left; nothing more to send
