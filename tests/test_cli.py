@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -16,7 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import psycopg
+
+from tests.sse import EventStream
 
 CHATSVC = [sys.executable, "-m", "chatsvc"]
 
@@ -176,3 +180,50 @@ def test_purge_keys_deletes_only_keys_past_24_hours(empty_database_url: str) -> 
         assert result.returncode == 0, result.stderr
         assert "purged 1 Idempotency-Key(s)" in result.stdout
         assert conn.execute("SELECT key FROM chat_idempotency_keys").fetchall() == [("young",)]
+
+
+async def test_two_serve_processes_share_keys_and_events(make_database: Callable[[], str]) -> None:
+    """What a client of a scaled-out deployment sees: racing retries and SSE across processes."""
+    env = environment(DATABASE_URL=make_database())
+    with serving(env) as (a, _), serving(env) as (b, process_b):
+        async with aiohttp.ClientSession() as session:
+
+            async def post(base: str, path: str, body: dict[str, str], key: str) -> tuple[int, Any, bool]:
+                headers = {"Idempotency-Key": key}
+                async with session.post(f"{base}{path}", json=body, headers=headers) as response:
+                    return response.status, await response.json(), "Idempotent-Replayed" in response.headers
+
+            racing = await asyncio.gather(
+                *(post((a, b)[n % 2], "/chats/", {"title": "shared"}, "k") for n in range(10))
+            )
+            assert {status for status, _, _ in racing} == {201}
+            assert len({body["id"] for _, body, _ in racing}) == 1
+            assert sum(not replayed for _, _, replayed in racing) == 1
+            chat_id = racing[0][1]["id"]
+            messages = f"/chats/{chat_id}/messages/"
+
+            async with session.get(f"{b}/chats/{chat_id}/events") as response:
+                stream = EventStream(response)
+                await stream.frame()  # the opening retry: hint; subscribed from here
+                sent = [(await post(a, messages, {"text": f"m{n}"}, f"m{n}"))[1] for n in range(3)]
+                assert await stream.messages(3) == sent
+            missed = [(await post(a, messages, {"text": f"x{n}"}, f"x{n}"))[1] for n in range(2)]
+            resume = {"Last-Event-ID": str(sent[-1]["id"])}
+            async with session.get(f"{a}/chats/{chat_id}/events", headers=resume) as response:
+                stream = EventStream(response)
+                assert await stream.messages(2) == missed
+                live = (await post(b, messages, {"text": "live"}, "live"))[1]
+                assert await stream.messages(1) == [live]
+                async with session.delete(f"{b}/chats/{chat_id}") as deleted:
+                    assert deleted.status == 204
+                assert (await stream.event()).event == "chat_deleted"
+                assert await stream.ends() == []
+
+            chat = (await post(a, "/chats/", {"title": "open at shutdown"}, "last"))[1]
+            async with session.get(f"{b}/chats/{chat['id']}/events") as response:
+                stream = EventStream(response)
+                await stream.frame()
+                process_b.send_signal(signal.SIGTERM)
+                frames = await stream.ends()
+                assert "shutting down" in frames[-1].comments[0]
+            assert await asyncio.to_thread(process_b.wait, 30) == 0
