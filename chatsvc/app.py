@@ -32,6 +32,7 @@ ROUTES: Mapping[str, Mapping[str, Handler]] = {
     "/chats/{chat_id}/messages/{message_id}": {"GET": messages.get_message},
     "/chats/{chat_id}/events": {"GET": events.chat_events},
     "/healthz": {"GET": health.healthz},
+    "/readyz": {"GET": health.readyz},
 }
 
 

@@ -33,6 +33,15 @@ def _session(database_url: str) -> Iterator[tuple[Any, Any]]:
         backend.connection.close()
 
 
+def shipped() -> frozenset[str]:
+    """The ids of the migrations this version ships (their file names, as yoyo names them)."""
+    return frozenset(
+        path.name.removesuffix(".sql")
+        for path in migrations_folder().glob("*.sql")
+        if not path.name.endswith(".rollback.sql")
+    )
+
+
 def apply(database_url: str) -> int:
     """Apply every pending migration; returns how many were applied."""
     with _session(database_url) as (backend, migrations), backend.lock():

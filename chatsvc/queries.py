@@ -27,6 +27,7 @@ LIST_MESSAGE_EVENTS = statement("list_message_events", ":many")
 GET_LATEST_MESSAGE_ID = statement("get_latest_message_id", ":val")
 PURGE_CHAT_IDEMPOTENCY_KEYS = statement("purge_chat_idempotency_keys", ":val")
 PURGE_MESSAGE_IDEMPOTENCY_KEYS = statement("purge_message_idempotency_keys", ":val")
+LIST_APPLIED_MIGRATIONS = statement("list_applied_migrations", ":many")
 
 # Idempotency-Keys are kept at least this long (the contract's promise).
 KEY_RETENTION = timedelta(hours=24)
@@ -175,3 +176,13 @@ async def purge_idempotency_keys(
             if deleted < batch_size:
                 break
     return purged
+
+
+async def list_applied_migrations(db: Database) -> frozenset[str]:
+    """The ids of the migrations applied to the database; none when it was never migrated."""
+    try:
+        async with db.connection() as conn:
+            rows = await conn.fetch(LIST_APPLIED_MIGRATIONS)
+    except asyncpg.UndefinedTableError:
+        return frozenset()
+    return frozenset(row["migration_id"] for row in rows)

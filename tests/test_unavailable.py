@@ -49,13 +49,29 @@ async def test_requests_get_503_while_the_database_is_down_and_recover_after(
         await unavailable(client.post("/chats/", json={"title": "x"}))
         await unavailable(client.post(f"/chats/{chat['id']}/messages/", json={"text": "x"}))
         await unavailable(client.delete(f"/chats/{chat['id']}"))
+        await unavailable(client.get("/chats/"))
+        await unavailable(client.get(f"/chats/{chat['id']}/messages/?after=0"))
+        await unavailable(client.get(f"/chats/{chat['id']}/messages/1"))
+        await unavailable(client.get(f"/chats/{chat['id']}/events"))
+        await unavailable(client.post("/chats/", json={"title": "x"}, headers={"Idempotency-Key": "k"}))
+        await unavailable(client.get("/readyz"))
+        assert (await client.get("/healthz")).status == 200  # the process itself is fine
     own_server.start()
-    for _ in range(10):  # the pool replaces its connections by itself
-        if (await client.get(f"/chats/{chat['id']}")).status == 200:
+    for _ in range(50):  # the pool replaces its connections by itself
+        if (await client.get("/readyz")).status == 200:
             break
         await asyncio.sleep(0.2)
+    assert (await client.get("/readyz")).status == 200
     assert (await client.get(f"/chats/{chat['id']}")).status == 200
     assert (await client.post(f"/chats/{chat['id']}/messages/", json={"text": "back"})).status == 201
+    for _ in range(50):  # so does the events listener
+        events = await client.get(f"/chats/{chat['id']}/events")
+        if events.status == 200:
+            break
+        events.close()
+        await asyncio.sleep(0.2)
+    assert events.status == 200
+    events.close()
 
 
 async def test_a_statement_past_its_timeout_is_503(
