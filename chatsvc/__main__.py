@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import psycopg
 from aiohttp import web
 
-from chatsvc import migrate, queries
+from chatsvc import logs, migrate, queries
 from chatsvc.app import create_app
 from chatsvc.db import UNAVAILABLE, DatabaseUnavailable, open_database
 from chatsvc.embedded import EmbeddedPostgres, EmbeddedPostgresError
@@ -54,7 +54,17 @@ def serve(settings: Settings) -> None:
         log.info("migrations applied: %d", applied)
         app = create_app(settings.model_copy(update={"database_url": url}))
         log.info("serving on http://%s:%d", settings.host, settings.port)
-        web.run_app(app, host=settings.host, port=settings.port, loop=new_event_loop(), print=None)
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            loop=new_event_loop(),
+            print=None,
+            access_log=None,  # chatsvc.observe writes one JSON line per request instead
+            # SIGTERM / SIGINT: stop accepting, end event streams, let requests in
+            # flight finish for up to this long, then close the pool.
+            shutdown_timeout=settings.shutdown_grace,
+        )
 
 
 def run_migrate(settings: Settings, args: argparse.Namespace) -> None:
@@ -106,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = load_settings(**overrides)
     except SettingsError as exc:
         sys.exit(f"chatsvc: {exc}")
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level)
     try:
         if args.command == "serve":
             serve(settings)

@@ -13,8 +13,10 @@ from chatsvc import queries
 from chatsvc.db import open_database
 from chatsvc.errors import Handler, ServiceUnavailable, problem_middleware
 from chatsvc.events import SHUTTING_DOWN, EventHub
-from chatsvc.handlers import chats, events, health, messages
-from chatsvc.keys import DATABASE, EVENTS, LIFECYCLE, SETTINGS, Lifecycle
+from chatsvc.handlers import chats, events, health, messages, metrics
+from chatsvc.keys import DATABASE, EVENTS, LIFECYCLE, METRICS, SETTINGS, Lifecycle
+from chatsvc.metrics import Metrics
+from chatsvc.observe import add_request_id, observe
 from chatsvc.parsing import MAX_BODY_BYTES
 from chatsvc.settings import Settings
 
@@ -33,6 +35,7 @@ ROUTES: Mapping[str, Mapping[str, Handler]] = {
     "/chats/{chat_id}/events": {"GET": events.chat_events},
     "/healthz": {"GET": health.healthz},
     "/readyz": {"GET": health.readyz},
+    "/metrics": {"GET": metrics.metrics},
 }
 
 
@@ -96,7 +99,8 @@ async def refuse_when_shutting_down(request: web.Request, handler: Handler) -> w
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
-        middlewares=[problem_middleware, refuse_when_shutting_down],
+        # observe is outermost: it logs and counts the answer problem_middleware made.
+        middlewares=[observe, problem_middleware, refuse_when_shutting_down],
         handler_args={
             # Bodies arrive as sent: compressed ones reach our 415 check instead
             # of being inflated (or, for an unknown codec, refused as plain
@@ -110,6 +114,8 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
+    app[METRICS] = Metrics(lambda: (app.get(DATABASE), app.get(EVENTS)))
+    app.on_response_prepare.append(add_request_id)
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(events_ctx)
     app.cleanup_ctx.append(key_purge_ctx)

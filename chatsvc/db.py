@@ -38,17 +38,24 @@ class Database:
     def __init__(self, pool: asyncpg.Pool, acquire_timeout: float) -> None:
         self.pool = pool
         self.acquire_timeout = acquire_timeout
+        self.waiting = 0  # requests waiting for a connection right now (a metric)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection; unavailability, here or in the block, becomes DatabaseUnavailable."""
         try:
-            async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
-                try:
-                    yield conn
-                except BROKEN_CONNECTION:
-                    conn.terminate()  # the pool opens a fresh one when needed
-                    raise
+            self.waiting += 1
+            try:
+                conn = await self.pool.acquire(timeout=self.acquire_timeout)
+            finally:
+                self.waiting -= 1
+            try:
+                yield conn
+            except BROKEN_CONNECTION:
+                conn.terminate()  # the pool opens a fresh one when needed
+                raise
+            finally:
+                await self.pool.release(conn)
         except UNAVAILABLE as exc:
             raise DatabaseUnavailable(type(exc).__name__) from exc
 

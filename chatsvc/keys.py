@@ -6,6 +6,7 @@ from aiohttp import web
 
 from chatsvc.db import Database
 from chatsvc.events import EventHub
+from chatsvc.metrics import Metrics
 from chatsvc.settings import Settings
 
 
@@ -20,3 +21,4 @@ SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 EVENTS = web.AppKey("events", EventHub)
+METRICS = web.AppKey("metrics", Metrics)

@@ -48,6 +48,8 @@ class Settings(BaseModel):
     # asyncpg's prepared-statement cache; 0 behind PgBouncer in transaction mode.
     statement_cache_size: int = Field(100, ge=0, le=100_000)
     log_level: LogLevel = "INFO"
+    # On SIGTERM / SIGINT, how long requests in flight may take to finish.
+    shutdown_grace: Seconds = 30.0
     # Longest silence on an event stream before a comment line keeps it open
     # (the contract promises at least one every 15 s).
     sse_heartbeat: Annotated[float, Field(gt=0, le=15)] = 15.0
@@ -73,6 +75,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "CHATSVC_STATEMENT_CACHE_SIZE": "statement_cache_size",
     "CHATSVC_LOG_LEVEL": "log_level",
     "CHATSVC_SSE_HEARTBEAT": "sse_heartbeat",
+    "CHATSVC_SHUTDOWN_GRACE": "shutdown_grace",
 }
 _VARIABLE_OF_FIELD = {field: variable for variable, field in ENVIRONMENT.items()}
 # A cross-field rule is reported against the variable that the message names.

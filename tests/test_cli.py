@@ -101,6 +101,19 @@ def test_serve_with_database_url_applies_migrations_and_serves(make_database: Ca
         assert call("DELETE", f"{base}/chats/{chat['id']}")[0] == 204
         output = stop(process)
     assert "Traceback" not in output
+    # Every line is one JSON object; each request has its access line.
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+    access = [line for line in lines if line["logger"] == "chatsvc.access"]
+    assert [
+        (line["method"], line["route"], line["status"]) for line in access if line["route"] != "/healthz"
+    ] == [
+        ("POST", "/chats", 201),
+        ("POST", "/chats/{chat_id}/messages", 201),
+        ("GET", "/chats/{chat_id}", 200),
+        ("DELETE", "/chats/{chat_id}", 204),
+    ]
+    assert all(len(line["request_id"]) == 32 for line in access)
+    assert "from a real process" not in output and '"hi"' not in output
 
 
 def test_serve_without_database_url_runs_embedded_postgres_and_keeps_data(tmp_path: Path) -> None:

@@ -1,0 +1,60 @@
+"""Prometheus metrics: requests by route and status, the pool, the event streams."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from chatsvc.db import Database
+from chatsvc.events import EventHub
+
+# Seconds; from a cached read to a slow send, and event streams (whole-stream durations) at the top.
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600)
+
+
+class Metrics:
+    """The application's own registry (two apps in one process do not share counters)."""
+
+    def __init__(self, state: Callable[[], tuple[Database | None, EventHub | None]]) -> None:
+        self.registry = CollectorRegistry()
+        labels = ("method", "route", "status")
+        self.requests = Counter(
+            "chatsvc_http_requests", "HTTP requests answered.", labels, registry=self.registry
+        )
+        self.latency = Histogram(
+            "chatsvc_http_request_duration_seconds",
+            "Time from a request's arrival to its answer (an event stream's whole life).",
+            labels,
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_StateCollector(state))
+
+
+class _StateCollector(Collector):
+    """Gauges read at scrape time: the pool and the event streams."""
+
+    def __init__(self, state: Callable[[], tuple[Database | None, EventHub | None]]) -> None:
+        self._state = state
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        database, events = self._state()
+        if database is not None:
+            pool = database.pool
+            yield GaugeMetricFamily("chatsvc_pool_size", "Connections the pool holds.", pool.get_size())
+            yield GaugeMetricFamily(
+                "chatsvc_pool_max_size", "Most connections the pool opens.", pool.get_max_size()
+            )
+            yield GaugeMetricFamily(
+                "chatsvc_pool_in_use", "Connections lent to requests.", pool.get_size() - pool.get_idle_size()
+            )
+            yield GaugeMetricFamily(
+                "chatsvc_pool_waiters", "Requests waiting for a connection.", database.waiting
+            )
+        if events is not None:
+            yield GaugeMetricFamily(
+                "chatsvc_sse_subscribers", "Open event streams in this process.", events.subscriber_count
+            )
