@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import psycopg
 
 from tests.sse import EventStream
@@ -240,3 +241,64 @@ async def test_two_serve_processes_share_keys_and_events(make_database: Callable
                 frames = await stream.ends()
                 assert "shutting down" in frames[-1].comments[0]
             assert await asyncio.to_thread(process_b.wait, 30) == 0
+
+
+async def test_sigterm_under_load_finishes_what_was_accepted_and_exits_0(
+    make_database: Callable[[], str],
+) -> None:
+    """Graceful shutdown of a real process: in-flight requests finish, none is cut off, exit 0."""
+    url = make_database()
+    env = environment(DATABASE_URL=url, CHATSVC_SHUTDOWN_GRACE="10")
+    with serving(env) as (base, process):
+        lock_holder = await asyncpg.connect(url)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+            async with session.post(f"{base}/chats/", json={"title": "shutdown"}) as response:
+                chat_id = (await response.json())["id"]
+            statuses: list[int] = []
+            failures: list[BaseException] = []
+            stored: list[int] = []
+            refused = asyncio.Event()
+
+            async def client() -> None:
+                while not refused.is_set():
+                    try:
+                        async with session.post(
+                            f"{base}/chats/{chat_id}/messages/", json={"text": "load"}
+                        ) as answer:
+                            statuses.append(answer.status)
+                            if answer.status == 201:
+                                stored.append((await answer.json())["id"])
+                    except aiohttp.ClientConnectorError:
+                        refused.set()  # the listening socket is closed: nothing more is accepted
+                    except aiohttp.ClientError as exc:
+                        failures.append(exc)
+                        return
+
+            # One request in flight across the signal: it waits on a lock held here.
+            await lock_holder.execute("BEGIN")
+            await lock_holder.execute("SELECT id FROM chats WHERE id = $1 FOR UPDATE", chat_id)
+            in_flight = asyncio.ensure_future(
+                session.post(f"{base}/chats/{chat_id}/messages/", json={"text": "slow"})
+            )
+            clients = [asyncio.create_task(client()) for _ in range(8)]
+            await asyncio.sleep(1.0)
+            process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(1.0)
+            await lock_holder.execute(
+                "ROLLBACK"
+            )  # the in-flight send may now finish, within the grace period
+            slow = await in_flight
+            assert slow.status == 201, await slow.text()
+            await asyncio.wait_for(asyncio.gather(*clients), 30)
+        await lock_holder.close()
+        assert await asyncio.to_thread(process.wait, 30) == 0
+    assert failures == []
+    assert set(statuses) <= {201, 503} and 201 in statuses
+    conn = await asyncpg.connect(url)
+    try:
+        saved = await conn.fetchval(
+            "SELECT count(*) FROM messages WHERE chat_id = $1 AND text = 'load'", chat_id
+        )
+    finally:
+        await conn.close()
+    assert saved == len(stored)  # every acknowledged send is stored
