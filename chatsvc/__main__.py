@@ -10,13 +10,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import psycopg
-from aiohttp import web
 
 from chatsvc import logs, migrate, queries
-from chatsvc.app import create_app
 from chatsvc.db import UNAVAILABLE, DatabaseUnavailable, open_database
 from chatsvc.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from chatsvc.settings import Settings, SettingsError, load_settings
+from chatsvc.workers import run, supervise
 
 log = logging.getLogger("chatsvc")
 
@@ -40,31 +39,15 @@ def database_url(settings: Settings) -> Iterator[str]:
         yield embedded.url()
 
 
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:  # not on Windows
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, workers: int) -> None:
     with database_url(settings) as url:
-        applied = migrate.apply(url)
+        applied = migrate.apply(url)  # once, before any worker starts
         log.info("migrations applied: %d", applied)
-        app = create_app(settings.model_copy(update={"database_url": url}))
-        log.info("serving on http://%s:%d", settings.host, settings.port)
-        web.run_app(
-            app,
-            host=settings.host,
-            port=settings.port,
-            loop=new_event_loop(),
-            print=None,
-            access_log=None,  # chatsvc.observe writes one JSON line per request instead
-            # SIGTERM / SIGINT: stop accepting, end event streams, let requests in
-            # flight finish for up to this long, then close the pool.
-            shutdown_timeout=settings.shutdown_grace,
-        )
+        ready = settings.model_copy(update={"database_url": url})
+        if workers == 1:
+            run(ready)
+        elif (code := supervise(ready, workers)) != 0:
+            sys.exit(code)  # the embedded PostgreSQL is stopped on the way out
 
 
 def run_migrate(settings: Settings, args: argparse.Namespace) -> None:
@@ -98,6 +81,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     serve_cmd = commands.add_parser("serve", help="apply migrations, then serve HTTP")
     serve_cmd.add_argument("--host", help="overrides CHATSVC_HOST")
     serve_cmd.add_argument("--port", type=int, help="overrides CHATSVC_PORT")
+    serve_cmd.add_argument(
+        "--workers", type=int, default=1, help="worker processes sharing the port (SO_REUSEPORT; default 1)"
+    )
     migrate_cmd = commands.add_parser("migrate", help="apply pending migrations")
     migrate_cmd.add_argument("--rollback", action="store_true", help="roll back instead")
     migrate_cmd.add_argument("--count", type=int, help="with --rollback: how many (default: all)")
@@ -119,7 +105,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     logs.configure(settings.log_level)
     try:
         if args.command == "serve":
-            serve(settings)
+            if args.workers < 1:
+                sys.exit("chatsvc: --workers must be at least 1")
+            serve(settings, args.workers)
         elif args.command == "purge-keys":
             purge_keys(settings)
         else:

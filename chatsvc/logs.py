@@ -27,6 +27,7 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
+            "pid": record.process,  # tells `serve --workers N` processes apart
             "message": record.getMessage(),
         }
         request_id = REQUEST_ID.get()  # any line written while serving a request

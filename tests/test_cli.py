@@ -302,3 +302,22 @@ async def test_sigterm_under_load_finishes_what_was_accepted_and_exits_0(
     finally:
         await conn.close()
     assert saved == len(stored)  # every acknowledged send is stored
+
+
+def test_serve_with_workers_shares_the_port_and_stops_them_all(tmp_path: Path) -> None:
+    """--workers 2 on the embedded database: migrations once, both workers serve, SIGTERM stops all."""
+    env = environment(CHATSVC_DATA_DIR=str(tmp_path / "data"))
+    with serving(env, "--workers", "2") as (base, process):
+        status, chat = call("POST", f"{base}/chats/", {"title": "workers"})
+        assert status == 201
+        for n in range(60):  # a new connection each: the kernel spreads them over the workers
+            assert call("POST", f"{base}/chats/{chat['id']}/messages/", {"text": f"m{n}"})[0] == 201
+        status, page = call("GET", f"{base}/chats/{chat['id']}/messages/?limit=100")
+        assert status == 200 and len(page["messages"]) == 60
+        output = stop(process)
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+    access_pids = {line["pid"] for line in lines if line["logger"] == "chatsvc.access"}
+    assert len(access_pids) == 2 and process.pid not in access_pids
+    assert sum("Applying 0001" in line["message"] for line in lines) == 1
+    assert not postgres_running(tmp_path / "data")
+    assert "Traceback" not in output
