@@ -47,10 +47,21 @@ def _message(error: ErrorDetails) -> str:
     return template.format(**error.get("ctx", {})) if template else error["msg"]
 
 
+def _natural(raw: str) -> int | None:
+    """A run of ASCII digits as an int (one past the bigint range at most); None for anything else.
+
+    Capped before int() sees it: Python refuses to convert strings of more
+    than 4300 digits, and nothing here needs more than 19.
+    """
+    if not _DIGITS.fullmatch(raw):
+        return None
+    digits = raw.lstrip("0") or "0"
+    return BIGINT_MAX + 1 if len(digits) > 19 else min(int(digits), BIGINT_MAX + 1)
+
+
 def path_id(request: web.Request, name: str) -> int:
     """A positive bigint from the path; anything else names no resource (404)."""
-    raw = request.match_info[name]
-    value = int(raw) if _DIGITS.fullmatch(raw) else 0
+    value = _natural(request.match_info[name]) or 0
     if not 1 <= value <= BIGINT_MAX:
         raise NotFound("No such resource.")
     return value
@@ -73,14 +84,28 @@ def optional_query_int(request: web.Request, name: str, *, minimum: int, maximum
 
 
 def _bounded_int(raw: str, loc: list[str], minimum: int, maximum: int) -> int:
-    if not _DIGITS.fullmatch(raw) or not minimum <= int(raw) <= maximum:
+    value = _natural(raw)
+    if value is None or not minimum <= value <= maximum:
         raise ValidationFailed([{"loc": loc, "msg": f"must be an integer from {minimum} to {maximum}"}])
-    return int(raw)
+    return value
+
+
+def _cursor(raw: str, loc: list[str]) -> int:
+    """Any non-negative integer; one past every id means the same as the largest id."""
+    value = _natural(raw)
+    if value is None:
+        raise ValidationFailed([{"loc": loc, "msg": "must be a non-negative integer (an id)"}])
+    return min(value, BIGINT_MAX)
 
 
 def cursor(request: web.Request, name: str) -> int | None:
-    """A paging cursor from the query: a message or chat id, 0 to the largest bigint; 422 otherwise."""
-    return optional_query_int(request, name, minimum=0, maximum=BIGINT_MAX)
+    """A paging cursor from the query (a message or chat id, existing or not); 422 if not a non-negative integer."""
+    values = request.query.getall(name, [])
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ValidationFailed([{"loc": ["query", name], "msg": "must be given at most once"}])
+    return _cursor(values[0], ["query", name])
 
 
 def resume_point(request: web.Request) -> int | None:
@@ -94,7 +119,7 @@ def resume_point(request: web.Request) -> int | None:
         return cursor(request, "after")
     if len(values) > 1:
         raise ValidationFailed([{"loc": ["header", "Last-Event-ID"], "msg": "must be given at most once"}])
-    return _bounded_int(values[0], ["header", "Last-Event-ID"], 0, BIGINT_MAX)
+    return _cursor(values[0], ["header", "Last-Event-ID"])
 
 
 def idempotency_key(request: web.Request) -> str | None:

@@ -268,7 +268,7 @@ async def test_a_missing_chat_is_404(client: Client) -> None:
     await problem(await client.get("/chats/x/events?after=1"), 404)
 
 
-@pytest.mark.parametrize("value", ["abc", "-1", "", "1.5", "9223372036854775808", " 5x"])
+@pytest.mark.parametrize("value", ["abc", "-1", "", "1.5", " 5x", "0x10"])
 async def test_a_bad_resume_point_is_422(client: Client, value: str) -> None:
     chat = await create_chat(client)
     body = await problem(await client.get(f"/chats/{chat['id']}/events", params={"after": value}), 422)
@@ -372,4 +372,14 @@ async def test_foreign_notifications_on_the_channel_are_ignored(
         await db.execute("SELECT pg_notify('chatsvc_events', $1)", junk)
     message = await send(client, chat["id"])
     assert await stream.messages(1) == [message]
+    stream.close()
+
+
+async def test_a_resume_point_past_every_id_is_accepted_and_sends_nothing_below_it(client: Client) -> None:
+    chat = await create_chat(client)
+    await send(client, chat["id"], "before")
+    stream = await open_stream(client, chat["id"], headers={"Last-Event-ID": "9" * 5000})
+    await send(client, chat["id"], "after")  # its id is below the client's: it has "seen" it
+    assert (await client.delete(f"/chats/{chat['id']}")).status == 204
+    assert (await stream.event()).event == "chat_deleted"
     stream.close()

@@ -111,6 +111,10 @@ async def test_cursors_are_exclusive_and_need_not_name_a_message(client: Client)
     assert await history(client, chat_id, f"?after={sent[-1] + 1000}") == {"messages": [], "has_more": False}
     assert await history(client, chat_id, "?before=0") == {"messages": [], "has_more": False}
     assert ids(await history(client, chat_id, "?before=9223372036854775807")) == sent
+    # Cursors past every id, however far, mean exactly that.
+    for huge in ("9223372036854775808", "9" * 5000):
+        assert ids(await history(client, chat_id, f"?before={huge}")) == sent
+        assert await history(client, chat_id, f"?after={huge}") == {"messages": [], "has_more": False}
     assert ids(await history(client, chat_id, "?after=0&limit=1")) == sent[:1]
 
 
@@ -183,13 +187,11 @@ async def test_before_and_after_together_is_422(client: Client) -> None:
         ("?before=abc", "before"),
         ("?before=", "before"),
         ("?before=1.0", "before"),
-        ("?before=9223372036854775808", "before"),
         ("?after=-1", "after"),
         ("?after=x", "after"),
         ("?after=", "after"),
         ("?after=+1", "after"),
         ("?after=1&after=2", "after"),
-        ("?after=99999999999999999999999", "after"),
     ],
 )
 async def test_bad_limit_or_cursor_is_422_naming_it(client: Client, query: str, field: str) -> None:
