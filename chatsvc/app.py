@@ -7,14 +7,15 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 
+import orjson
 from aiohttp import web
 
-from chatsvc import queries
+from chatsvc import openapi, queries
 from chatsvc.db import open_database
 from chatsvc.errors import Handler, ServiceUnavailable, problem_middleware
 from chatsvc.events import SHUTTING_DOWN, EventHub
-from chatsvc.handlers import chats, events, health, messages, metrics
-from chatsvc.keys import DATABASE, EVENTS, LIFECYCLE, METRICS, SETTINGS, Lifecycle
+from chatsvc.handlers import chats, docs, events, health, messages, metrics
+from chatsvc.keys import DATABASE, EVENTS, LIFECYCLE, METRICS, OPENAPI, SETTINGS, Lifecycle
 from chatsvc.metrics import Metrics
 from chatsvc.observe import add_request_id, observe
 from chatsvc.parsing import MAX_BODY_BYTES
@@ -36,6 +37,9 @@ ROUTES: Mapping[str, Mapping[str, Handler]] = {
     "/healthz": {"GET": health.healthz},
     "/readyz": {"GET": health.readyz},
     "/metrics": {"GET": metrics.metrics},
+    "/openapi.json": {"GET": docs.openapi_json},
+    "/docs": {"GET": docs.docs},
+    "/docs/assets/{name}": {"GET": docs.docs_asset},
 }
 
 
@@ -114,6 +118,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
+    app[OPENAPI] = orjson.dumps(openapi.build(ROUTES))
     app[METRICS] = Metrics(lambda: (app.get(DATABASE), app.get(EVENTS)))
     app.on_response_prepare.append(add_request_id)
     app.cleanup_ctx.append(database_ctx)

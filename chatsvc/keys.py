@@ -22,3 +22,4 @@ DATABASE = web.AppKey("database", Database)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 EVENTS = web.AppKey("events", EventHub)
 METRICS = web.AppKey("metrics", Metrics)
+OPENAPI = web.AppKey("openapi", bytes)  # the OpenAPI document, encoded once

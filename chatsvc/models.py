@@ -2,15 +2,25 @@
 
 Request models validate strictly (no coercion: 123 is not a title) and ignore
 unknown fields. Responses are rendered by PostgreSQL in the SQL files; the
-response models here describe them for readers and tests.
+response models here describe them for readers, tests and /openapi.json,
+whose schemas are generated from this module.
 """
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 
 def _strip(value: Any) -> Any:
@@ -28,18 +38,48 @@ def _no_nul(value: str) -> str:
 TITLE_MAX = 200
 TEXT_MAX = 5000
 
+# What str.strip() removes, spelled as escapes a JSON Schema (ECMA-262) pattern
+# and Python's re both read.
+_SPACE = "".join(f"\\u{code:04x}" for code in range(sys.maxunicode + 1) if chr(code).isspace())
+
+
+def trimmed_pattern(maximum: int) -> str:
+    """A pattern for "1 to maximum code points once surrounding whitespace is removed, no NUL".
+
+    The schema's own words for what the validators below do: optional
+    whitespace, a first and a last character that are not whitespace with at
+    most maximum - 2 characters between them, optional whitespace.
+    """
+    space, solid = f"[{_SPACE}]", f"[^{_SPACE}\\u0000]"
+    return f"^{space}*{solid}(?:[^\\u0000]{{0,{maximum - 2}}}{solid})?{space}*$"
+
+
+def _trimmed_string(maximum: int, example: str) -> WithJsonSchema:
+    return WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": trimmed_pattern(maximum),
+            "description": f"1 to {maximum} characters (Unicode code points) once surrounding whitespace"
+            " is removed; it is stored trimmed. No NUL character.",
+            "examples": [example],
+        }
+    )
+
+
 # Stripped first, then 1 to N code points, and no NUL.
 Title = Annotated[
     str,
     BeforeValidator(_strip),
     StringConstraints(min_length=1, max_length=TITLE_MAX),
     AfterValidator(_no_nul),
+    _trimmed_string(TITLE_MAX, "Weekend plans"),
 ]
 Text = Annotated[
     str,
     BeforeValidator(_strip),
     StringConstraints(min_length=1, max_length=TEXT_MAX),
     AfterValidator(_no_nul),
+    _trimmed_string(TEXT_MAX, "Hike on Saturday?"),
 ]
 
 
@@ -70,3 +110,45 @@ class Chat(BaseModel):
 
 class ChatWithMessages(Chat):
     messages: list[Message]
+
+
+class ChatPage(BaseModel):
+    """GET /chats/: one page, newest first."""
+
+    chats: list[Chat]
+    next_before: int | None = Field(
+        description="Pass as `before` for the next page; null when no older chat exists."
+    )
+
+
+class MessagePage(BaseModel):
+    """GET /chats/{chat_id}/messages/: one page, oldest first."""
+
+    messages: list[Message]
+    has_more: bool = Field(
+        description="Whether more messages exist beyond this page in the paging direction."
+    )
+
+
+class Status(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457, application/problem+json)."""
+
+    type: str = Field(examples=["about:blank"])
+    title: str = Field(examples=["Not Found"])
+    status: int = Field(examples=[404])
+    detail: str = Field(examples=["Chat 7 does not exist."])
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(examples=[["body", "title"]])
+    msg: str = Field(examples=["must hold at least 1 character(s) after trimming surrounding whitespace"])
+
+
+class ValidationProblem(Problem):
+    """A 422: the request's shape is right but a field is not."""
+
+    errors: list[FieldError]

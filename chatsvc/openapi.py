@@ -1,0 +1,330 @@
+"""The OpenAPI 3.1 document of every route, built once from the pydantic models in chatsvc.models.
+
+Schemas come from the models that validate requests and describe responses,
+so there is no second copy to drift. What this module adds by hand is what
+pydantic does not know: which route answers which status, and the query,
+header and path parameters that chatsvc.parsing reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from chatsvc import models
+from chatsvc.parsing import BIGINT_MAX, MAX_BODY_BYTES
+
+PROBLEM_JSON = "application/problem+json"
+
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (models.ChatCreate, models.MessageCreate)
+RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
+    models.Chat,
+    models.ChatWithMessages,
+    models.ChatPage,
+    models.Message,
+    models.MessagePage,
+    models.Status,
+    models.Problem,
+    models.ValidationProblem,
+)
+
+# The path a route is documented under: collections with their trailing slash,
+# as the contract writes them. Every route answers both ways.
+DOCUMENTED_PATH = {"/chats": "/chats/", "/chats/{chat_id}/messages": "/chats/{chat_id}/messages/"}
+
+
+def documented_path(route_path: str) -> str:
+    return DOCUMENTED_PATH.get(route_path, route_path)
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _id(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "integer", "format": "int64", "minimum": 1, "maximum": BIGINT_MAX},
+    }
+
+
+CHAT_ID = _id("chat_id", "The chat's id.")
+MESSAGE_ID = _id("message_id", "The message's id.")
+CURSOR = {"type": "integer", "minimum": 0, "description": "A message or chat id, existing or not."}
+
+
+def _limit(default: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": 1, "maximum": 100, "default": default}
+
+
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Makes retries safe: a retry with the same key and body replays the first answer"
+    " (with `Idempotent-Replayed: true`) and stores nothing. Kept at least 24 hours. Chat keys are"
+    " global; message keys belong to their chat.",
+    "schema": {"type": "string", "pattern": "^[!-~]{1,255}$", "examples": ["3f1c9a52-send-1"]},
+}
+
+CREATED_HEADERS = {
+    "Location": {"description": "Where the created resource is.", "schema": {"type": "string"}},
+    "Idempotent-Replayed": {
+        "description": "`true` when this answers an Idempotency-Key retry and nothing new was stored.",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+}
+
+# What each error status means on the routes that can answer it.
+PROBLEMS = {
+    400: "The body is not valid JSON, or is empty; or the Idempotency-Key header is malformed.",
+    404: "No such chat or message (or the chat an Idempotency-Key created has been deleted since).",
+    408: "The body did not arrive in time.",
+    413: f"The body is larger than {MAX_BODY_BYTES} bytes.",
+    415: "The body is not JSON (Content-Type: application/json), or is compressed.",
+    422: "A field, query parameter or header is not valid; `errors` names each.",
+    503: "The database is unavailable or the service is shutting down; retry after `Retry-After` seconds.",
+}
+BODY_PROBLEMS = (400, 404, 408, 413, 415, 422, 503)
+
+EVENT_STREAM = (
+    "An event stream: `message` events (`id:` the message id, data the Message JSON), then"
+    ' `chat_deleted` (data `{"chat_id": N}`) and the end when the chat is deleted; a comment at'
+    " least every 15 s. A fresh stream carries new messages only; with `Last-Event-ID` or `after`"
+    " it first carries every message after that id."
+)
+
+
+@dataclass(frozen=True)
+class Operation:
+    summary: str
+    ok: tuple[int, str, Any]  # status, description, response content (media type -> schema) or None
+    problems: tuple[int, ...] = (503,)
+    parameters: tuple[Mapping[str, Any], ...] = ()
+    body: type[BaseModel] | None = None
+    ok_headers: Mapping[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ("chats",)
+
+
+def _json(model: type[BaseModel]) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref(model)}}
+
+
+OPERATIONS: Mapping[tuple[str, str], Operation] = {
+    ("/chats", "GET"): Operation(
+        "List chats, newest first",
+        (200, "One page of chats; follow `next_before` until it is null.", _json(models.ChatPage)),
+        (422, 503),
+        (
+            {"name": "limit", "in": "query", "schema": _limit(20)},
+            {"name": "before", "in": "query", "schema": CURSOR, "description": "Chats with ids below this."},
+        ),
+    ),
+    ("/chats", "POST"): Operation(
+        "Create a chat",
+        (201, "The chat (or, for an Idempotency-Key retry, the chat the key created).", _json(models.Chat)),
+        BODY_PROBLEMS,
+        (IDEMPOTENCY_KEY,),
+        models.ChatCreate,
+        CREATED_HEADERS,
+    ),
+    ("/chats/{chat_id}", "GET"): Operation(
+        "A chat with its latest messages, oldest first",
+        (200, "The chat and its `limit` most recent messages.", _json(models.ChatWithMessages)),
+        (404, 422, 503),
+        (CHAT_ID, {"name": "limit", "in": "query", "schema": _limit(20)}),
+    ),
+    ("/chats/{chat_id}", "DELETE"): Operation(
+        "Delete a chat and all its messages",
+        (204, "Deleted, with its messages.", None),
+        (404, 503),
+        (CHAT_ID,),
+    ),
+    ("/chats/{chat_id}/messages", "GET"): Operation(
+        "One page of a chat's history, oldest first",
+        (
+            200,
+            "One page; `has_more` says whether more exist in the paging direction.",
+            _json(models.MessagePage),
+        ),
+        (404, 422, 503),
+        (
+            CHAT_ID,
+            {
+                # One object parameter, so that "not both before and after" is part of the schema.
+                "name": "page",
+                "in": "query",
+                "style": "form",
+                "explode": True,
+                "description": "`limit` (default 50); at most one of `before` (the newest messages older"
+                " than it) and `after` (the oldest newer than it; 0 starts at the beginning). Neither:"
+                " the newest page.",
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "limit": _limit(50),
+                        "before": CURSOR,
+                        "after": CURSOR,
+                    },
+                    "not": {"required": ["before", "after"]},
+                },
+            },
+        ),
+    ),
+    ("/chats/{chat_id}/messages", "POST"): Operation(
+        "Send a message",
+        (
+            201,
+            "The message (or, for an Idempotency-Key retry, the one the key stored).",
+            _json(models.Message),
+        ),
+        BODY_PROBLEMS,
+        (CHAT_ID, IDEMPOTENCY_KEY),
+        models.MessageCreate,
+        CREATED_HEADERS,
+    ),
+    ("/chats/{chat_id}/messages/{message_id}", "GET"): Operation(
+        "One message of a chat",
+        (200, "The message.", _json(models.Message)),
+        (404, 503),
+        (CHAT_ID, MESSAGE_ID),
+    ),
+    ("/chats/{chat_id}/events", "GET"): Operation(
+        "Follow a chat live (Server-Sent Events)",
+        (
+            200,
+            EVENT_STREAM,
+            {"text/event-stream": {"schema": {"type": "string"}}},
+        ),
+        (404, 422, 503),
+        (
+            CHAT_ID,
+            {
+                "name": "after",
+                "in": "query",
+                "schema": CURSOR,
+                "description": "Resume after this message id.",
+            },
+            {
+                "name": "Last-Event-ID",
+                "in": "header",
+                "description": "Resume after this message id (wins over `after`).",
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            },
+        ),
+    ),
+    ("/healthz", "GET"): Operation(
+        "The process is up", (200, "Serving HTTP.", _json(models.Status)), tags=("operations",)
+    ),
+    ("/readyz", "GET"): Operation(
+        "The service can serve requests",
+        (200, "The database is reachable and at the latest migration.", _json(models.Status)),
+        tags=("operations",),
+    ),
+    ("/metrics", "GET"): Operation(
+        "Prometheus metrics",
+        (200, "Prometheus text format.", {"text/plain": {"schema": {"type": "string"}}}),
+        tags=("operations",),
+    ),
+    ("/openapi.json", "GET"): Operation(
+        "This document",
+        (200, "OpenAPI 3.1.", {"application/json": {"schema": {"type": "object"}}}),
+        tags=("operations",),
+    ),
+    ("/docs", "GET"): Operation(
+        "Swagger UI for this document",
+        (
+            200,
+            "An HTML page; its scripts are served by this service.",
+            {"text/html": {"schema": {"type": "string"}}},
+        ),
+        tags=("operations",),
+    ),
+    ("/docs/assets/{name}", "GET"): Operation(
+        "Swagger UI's files",
+        (200, "A script, style sheet or image.", {"*/*": {"schema": {"type": "string"}}}),
+        (404, 503),
+        ({"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},),
+        tags=("operations",),
+    ),
+}
+
+
+def _operation_id(path: str, method: str) -> str:
+    words = [part.strip("{}") for part in path.strip("/").replace(".", "_").split("/") if part]
+    return "_".join([method.lower(), *words]) or method.lower()
+
+
+def _responses(operation: Operation, *, head: bool) -> dict[str, Any]:
+    status, description, content = operation.ok
+    ok: dict[str, Any] = {"description": description}
+    if content is not None and not head:
+        ok["content"] = content
+    if operation.ok_headers:
+        ok["headers"] = dict(operation.ok_headers)
+    responses: dict[str, Any] = {str(status): ok}
+    for problem in operation.problems:
+        model = models.ValidationProblem if problem == 422 else models.Problem
+        answer: dict[str, Any] = {"description": PROBLEMS[problem]}
+        if not head:
+            answer["content"] = {PROBLEM_JSON: {"schema": _ref(model)}}
+        if problem == 503:
+            answer["headers"] = {"Retry-After": {"description": "Seconds.", "schema": {"type": "string"}}}
+        responses[str(problem)] = answer
+    return responses
+
+
+def _describe(path: str, method: str, operation: Operation) -> dict[str, Any]:
+    head = method == "HEAD"
+    described: dict[str, Any] = {
+        "operationId": _operation_id(path, method),
+        "summary": ("Headers of: " if head else "") + operation.summary,
+        "tags": list(operation.tags),
+        "responses": _responses(operation, head=head),
+    }
+    if operation.parameters:
+        described["parameters"] = [dict(parameter) for parameter in operation.parameters]
+    if operation.body is not None:
+        described["requestBody"] = {
+            "required": True,
+            "description": f"JSON, at most {MAX_BODY_BYTES} bytes; unknown fields are ignored.",
+            "content": _json(operation.body),
+        }
+    return described
+
+
+def build(routes: Mapping[str, Mapping[str, object]]) -> dict[str, Any]:
+    """The document for routes (path -> method -> handler); every route must have an Operation."""
+    _, top = models_json_schema(
+        [(model, "validation") for model in REQUEST_MODELS]
+        + [(model, "serialization") for model in RESPONSE_MODELS],
+        ref_template="#/components/schemas/{model}",
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for path, handlers in routes.items():
+        for method in handlers:
+            operation = OPERATIONS[(path, method)]
+            item = paths.setdefault(documented_path(path), {})
+            item[method.lower()] = _describe(path, method, operation)
+            if method == "GET":
+                item["head"] = _describe(path, "HEAD", operation)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "chatsvc",
+            "version": "2",
+            "description": "Chats and their messages: create, send, read, page, follow live, delete."
+            " Every route also answers with or without a trailing slash, and every error is"
+            " application/problem+json (RFC 9457).",
+        },
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {"schemas": top["$defs"]},
+    }

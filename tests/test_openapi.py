@@ -1,0 +1,197 @@
+"""GET /openapi.json and GET /docs (contract v2, operations).
+
+The document is checked three ways: it is valid OpenAPI 3.1; its routes are
+exactly the app's; and what it says agrees with what the service does (the
+schemas are the validating models' own, the trimming pattern accepts exactly
+what the API accepts, and answers carry documented statuses).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from typing import Any
+
+import pytest
+from openapi_spec_validator import validate
+from pydantic.json_schema import models_json_schema
+
+from chatsvc import openapi
+from chatsvc.models import TEXT_MAX, TITLE_MAX, trimmed_pattern
+from tests.api import create_chat, send
+from tests.conftest import Client
+
+
+async def document(client: Client) -> dict[str, Any]:
+    response = await client.get("/openapi.json")
+    assert response.status == 200 and response.content_type == "application/json"
+    doc: dict[str, Any] = await response.json()
+    return doc
+
+
+async def test_the_document_is_valid_openapi_3_1(client: Client) -> None:
+    doc = await document(client)
+    assert doc["openapi"].startswith("3.1")
+    validate(doc)
+
+
+async def test_every_route_is_documented_and_nothing_else(client: Client) -> None:
+    """Each registered (method, path) is an operation, a trailing slash variant counting as its path."""
+    doc = await document(client)
+    documented = {
+        (method.upper(), path.rstrip("/")) for path, item in doc["paths"].items() for method in item
+    }
+    registered = {
+        (route.method, (route.resource.canonical if route.resource else "").rstrip("/"))
+        for route in client.app.router.routes()
+    }
+    assert documented == registered
+
+
+async def test_schemas_are_the_models_own(client: Client) -> None:
+    doc = await document(client)
+    _, top = models_json_schema(
+        [(model, "validation") for model in openapi.REQUEST_MODELS]
+        + [(model, "serialization") for model in openapi.RESPONSE_MODELS],
+        ref_template="#/components/schemas/{model}",
+    )
+    assert doc["components"]["schemas"] == top["$defs"]
+    title = doc["components"]["schemas"]["ChatCreate"]["properties"]["title"]
+    assert title["pattern"] == trimmed_pattern(TITLE_MAX)
+    assert doc["components"]["schemas"]["MessageCreate"]["properties"]["text"]["pattern"] == trimmed_pattern(
+        TEXT_MAX
+    )
+
+
+# Strings around every edge of "1 to N code points once trimmed, no NUL".
+def edge_strings(maximum: int) -> list[str]:
+    spaces = [" ", "\t", "\n", "\u00a0", "\u2028", "\u3000", "\x1c", "\x85"]
+    not_spaces = ["\u200b", "\ufeff", "x", "🎉", "é", "\x01"]
+    strings = ["", "\x00", "a\x00b", " \x00 "]
+    for space in spaces:
+        strings += [space, space * 3, f"{space}x{space}", f"x{space}y"]
+    for solid in not_spaces:
+        strings += [
+            solid,
+            solid * maximum,
+            solid * (maximum + 1),
+            f" {solid * maximum} ",
+            f"{solid}{'-' * (maximum - 2)}{solid}",
+        ]
+    return strings
+
+
+@pytest.mark.parametrize(("field", "maximum"), [("title", TITLE_MAX), ("text", TEXT_MAX)])
+async def test_the_trimming_pattern_accepts_exactly_what_the_api_accepts(
+    client: Client, field: str, maximum: int
+) -> None:
+    pattern = re.compile(trimmed_pattern(maximum))
+    chat = await create_chat(client)
+    path = "/chats/" if field == "title" else f"/chats/{chat['id']}/messages/"
+    for value in edge_strings(maximum):
+        response = await client.post(path, json={field: value})
+        assert response.status in (201, 422), await response.text()
+        assert (response.status == 201) == bool(pattern.search(value)), repr(value[:20])
+
+
+async def test_answers_carry_documented_statuses(client: Client) -> None:
+    doc = await document(client)
+    chat = await create_chat(client)
+    message = await send(client, chat["id"])
+    samples = [
+        ("GET", "/chats/", "/chats/?limit=0"),
+        ("POST", "/chats/", "/chats/"),
+        ("GET", "/chats/{chat_id}", f"/chats/{chat['id']}?limit=x"),
+        ("GET", "/chats/{chat_id}", "/chats/0"),
+        ("GET", "/chats/{chat_id}/messages/", f"/chats/{chat['id']}/messages/?before=1&after=2"),
+        ("GET", "/chats/{chat_id}/messages/{message_id}", f"/chats/{chat['id']}/messages/{message['id']}"),
+        ("GET", "/chats/{chat_id}/events", f"/chats/{chat['id']}/events?after=x"),
+        ("GET", "/docs/assets/{name}", "/docs/assets/nothing.js"),
+        ("GET", "/readyz", "/readyz"),
+    ]
+    for method, template, path in samples:
+        response = await client.request(method, path, data=b"{" if method == "POST" else None)
+        assert str(response.status) in doc["paths"][template][method.lower()]["responses"], (
+            path,
+            response.status,
+        )
+        response.close()
+
+
+# -- /docs ------------------------------------------------------------------------
+
+
+async def test_docs_page_and_its_files_come_from_this_service(client: Client) -> None:
+    page = await client.get("/docs")
+    assert page.status == 200 and page.content_type == "text/html"
+    html = await page.text()
+    assert not re.search(r"(src|href)=\"(https?:)?//", html)  # nothing from another host
+    for asset in re.findall(r"(?:src|href)=\"(/docs/assets/[^\"]+)\"", html):
+        response = await client.get(asset)
+        assert response.status == 200 and int(response.headers["Content-Length"]) > 0, asset
+    assert (await client.get("/docs/assets/..%2Fsetup.cfg")).status == 404
+    assert (await client.get("/docs/assets/index.html")).status == 404  # only what the page uses
+
+
+def chromium() -> str:
+    """Debian's Chromium; installed here when missing and possible (root with apt-get, as in CI)."""
+    found = shutil.which("chromium")
+    if found is None and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, capture_output=True, timeout=600)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "chromium"],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=900,
+        )
+        found = shutil.which("chromium")
+    if found is None:
+        pytest.skip("needs Chromium: apt-get install chromium (the test installs it itself when run as root)")
+    return found
+
+
+async def test_swagger_ui_renders_offline_and_try_it_out_creates_a_chat(client: Client) -> None:
+    from playwright.async_api import async_playwright
+
+    base = str(client.make_url("")).rstrip("/")
+    elsewhere: list[str] = []
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=chromium(),
+            args=[
+                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            ],
+        )  # fmt: skip
+        try:
+            page = await browser.new_page()
+
+            async def only_this_service(route: Any) -> None:
+                if route.request.url.startswith(base):
+                    await route.continue_()
+                else:  # the network is cut: any other host fails, and is recorded
+                    elsewhere.append(route.request.url)
+                    await route.abort()
+
+            await page.route("**/*", only_this_service)
+            await page.goto(f"{base}/docs")
+            await page.wait_for_selector(".opblock", timeout=20_000)
+            summaries = await page.locator(".opblock-summary-path").all_inner_texts()
+            assert "/chats/" in [text.replace("\u200b", "") for text in summaries]
+            create = page.locator(".opblock-post", has_text="Create a chat")
+            await create.locator(".opblock-summary").click()
+            await create.get_by_role("button", name="Try it out").click()
+            await create.locator("textarea.body-param__text").fill('{"title": "made in Swagger UI"}')
+            await create.get_by_role("button", name="Execute").click()
+            status = create.locator(".live-responses-table tbody .response-col_status").first
+            await status.wait_for(timeout=20_000)
+            assert (await status.inner_text()).strip().startswith("201")
+        finally:
+            await browser.close()
+    assert elsewhere == []
+    listing = await (await client.get("/chats/?limit=100")).json()
+    assert "made in Swagger UI" in [chat["title"] for chat in listing["chats"]]
