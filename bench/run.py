@@ -1,0 +1,228 @@
+"""The load benchmark: chatsvc against the ceilings of this machine, in one run.
+
+    python bench/run.py [--duration 10] [--connections 32] [--json bench-results.json]
+
+Starts its own embedded PostgreSQL (in a temporary directory, durable settings
+as in production) and `chatsvc serve`, prefills data through SQL, drives each
+scenario with wrk on 127.0.0.1 for a fixed time, stops everything it started,
+and prints a table (requests/s, p50, p99, errors), written as JSON too.
+
+Ceilings, measured in the same run: a bare aiohttp handler answering a
+constant body as large as a get_chat answer (what the HTTP stack can do at
+all), and pgbench running the get_chat SQL file with the same concurrency
+(what the database can do at all). Compare ratios, not absolute numbers: the
+machine is shared and noisy. Needs wrk (`apt-get install wrk`; installed for
+you when run as root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import psycopg
+
+from chatsvc import migrate
+from chatsvc.embedded import EmbeddedPostgres, bin_dir
+from chatsvc.sql import STATEMENTS
+
+HERE = Path(__file__).resolve().parent
+CHATS = 100  # chats of MESSAGES messages each, for get_chat and post_message
+MESSAGES = 1_000
+BIG = 1_000_000  # messages in the one big chat
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, check=True, capture_output=True)
+        found = shutil.which("wrk")
+    if found is None:
+        sys.exit("bench: needs wrk: apt-get install wrk")
+    return found
+
+
+def prefill(url: str) -> dict[str, int]:
+    """The data every scenario reads, written through SQL (triggers off: no NOTIFY storm)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        first = conn.execute(
+            "INSERT INTO chats (title) SELECT 'bench ' || n FROM generate_series(1, %s) AS n RETURNING id",
+            (CHATS,),
+        ).fetchall()
+        chat_ids = [row[0] for row in first]
+        conn.execute(
+            "INSERT INTO messages (chat_id, text) SELECT c, 'message ' || n"
+            " FROM unnest(%s::bigint[]) AS c, generate_series(1, %s) AS n",
+            (chat_ids, MESSAGES),
+        )
+        (big,) = conn.execute("INSERT INTO chats (title) VALUES ('big') RETURNING id").fetchone() or (0,)
+        conn.execute(
+            "INSERT INTO messages (chat_id, text) SELECT %s, 'message ' || n FROM generate_series(1, %s) AS n",
+            (big, BIG),
+        )
+        low, high = conn.execute(
+            "SELECT min(id), max(id) FROM messages WHERE chat_id = %s", (big,)
+        ).fetchone() or (0, 0)
+        conn.execute("VACUUM ANALYZE")
+    # Pages deep in the big chat: its middle half.
+    quarter = (high - low) // 4
+    return {"CHATS_FIRST": min(chat_ids), "CHATS_LAST": max(chat_ids), "BIG": big,
+            "DEEP_FIRST": low + quarter, "DEEP_LAST": high - quarter}  # fmt: skip
+
+
+@contextmanager
+def process(command: list[str], env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process, once it accepts connections on port; stopped with SIGTERM afterwards."""
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                sys.exit(f"bench: {command[0]} exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    sys.exit(f"bench: {command} did not start")
+                time.sleep(0.1)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def wrk(
+    binary: str, base: str, scenario: str, data: dict[str, int], args: argparse.Namespace
+) -> dict[str, Any]:
+    env = {**os.environ, **{k: str(v) for k, v in data.items()},
+           "SCENARIO": scenario, "REPORT_LUA": str(HERE / "wrk" / "report.lua")}  # fmt: skip
+    result = subprocess.run(
+        [binary, "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
+         "-s", str(HERE / "wrk" / "scenarios.lua"), base],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    line = next(line for line in result.stdout.splitlines() if line.startswith("{"))
+    measured: dict[str, Any] = json.loads(line)
+    return measured
+
+
+def pgbench(
+    url_parts: dict[str, str], data: dict[str, int], args: argparse.Namespace, work: Path
+) -> dict[str, Any]:
+    """The get_chat SQL file, as prepared statements, from pgbench: the database's own ceiling."""
+    # pgbench names parameters :name where the file has $n; the statement text is otherwise the file's.
+    text = STATEMENTS["get_chat_with_latest_messages"].text.replace("$1", ":chat_id").replace("$2", "20")
+    script = work / "get_chat.pgbench"
+    script.write_text(f"\\set chat_id random({data['CHATS_FIRST']}, {data['CHATS_LAST']})\n{text}\n")
+    result = subprocess.run(
+        [str(bin_dir() / "pgbench"), "-n", "-M", "prepared", f"-c{args.connections}", "-j2",
+         f"-T{args.duration}", "-f", str(script), "-h", url_parts["host"], "-U", "postgres", url_parts["db"]],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    tps = next(
+        float(line.split("=")[1].split()[0]) for line in result.stdout.splitlines() if line.startswith("tps")
+    )
+    latency = next(
+        float(line.split("=")[1].split()[0])
+        for line in result.stdout.splitlines()
+        if "latency average" in line
+    )
+    return {"rps": tps, "p50_ms": None, "p99_ms": None, "avg_ms": latency, "errors": 0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    binary = ensure_wrk()
+    results: dict[str, dict[str, Any]] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="chatsvc-bench-") as tmp,
+        EmbeddedPostgres(Path(tmp) / "pg") as server,
+    ):
+        work = Path(tmp)
+        os.chmod(work, 0o755)
+        url = server.url()
+        migrate.apply(url)
+        print("prefilling ...", file=sys.stderr)
+        data = prefill(url)
+        port = free_port()
+        env = {**os.environ, "DATABASE_URL": url, "CHATSVC_PORT": str(port), "CHATSVC_LOG_LEVEL": "WARNING"}
+        base = f"http://127.0.0.1:{port}"
+        with process([sys.executable, "-m", "chatsvc", "serve", "--workers", str(args.workers)], env, port):
+            sample = urllib.request.urlopen(f"{base}/chats/{data['CHATS_FIRST']}?limit=20").read()
+            for scenario in (
+                "get_chat",
+                "get_chat_big",
+                "history_deep",
+                "post_message",
+                "mixed",
+                "create_chat",
+            ):
+                print(f"{scenario} ...", file=sys.stderr)
+                results[scenario] = wrk(binary, base, scenario, data, args)
+        body = work / "body.json"
+        body.write_bytes(sample)
+        ceiling_port = free_port()
+        with process(
+            [sys.executable, str(HERE / "ceiling.py"), str(ceiling_port), str(body)], os.environ, ceiling_port
+        ):
+            print("ceiling: bare aiohttp ...", file=sys.stderr)
+            results["ceiling_http"] = wrk(binary, f"http://127.0.0.1:{ceiling_port}", "ceiling", data, args)
+        print("ceiling: pgbench get_chat ...", file=sys.stderr)
+        socket_dir = parse_qs(urlsplit(url).query)["host"][0]
+        results["ceiling_pgbench"] = pgbench({"host": socket_dir, "db": "chatsvc"}, data, args, work)
+    http = results["ceiling_http"]["rps"]
+    ratios = {
+        "get_chat / ceiling_http": results["get_chat"]["rps"] / http,
+        "post_message / ceiling_http": results["post_message"]["rps"] / http,
+        "get_chat_big / get_chat": results["get_chat_big"]["rps"] / results["get_chat"]["rps"],
+        "history_deep / get_chat": results["history_deep"]["rps"] / results["get_chat"]["rps"],
+        "get_chat / ceiling_pgbench": results["get_chat"]["rps"] / results["ceiling_pgbench"]["rps"],
+    }
+    print(f"\n{'scenario':<18}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    for name, measured in results.items():
+        p50 = "-" if measured["p50_ms"] is None else f"{measured['p50_ms']:.2f}"
+        p99 = "-" if measured["p99_ms"] is None else f"{measured['p99_ms']:.2f}"
+        print(f"{name:<18}{measured['rps']:>10.0f}{p50:>10}{p99:>10}{measured['errors']:>8}")
+    print()
+    for name, ratio in ratios.items():
+        print(f"{name:<30}{ratio:>8.2f}")
+    args.json.write_text(
+        json.dumps(
+            {"results": results, "ratios": ratios, "args": vars(args) | {"json": str(args.json)}}, indent=2
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
