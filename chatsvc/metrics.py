@@ -32,6 +32,19 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_StateCollector(state))
+        # The labelled children, by (method, route, status): looked up once each,
+        # not on every request (prometheus-client takes a lock for a lookup).
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Counts one answered request and its duration."""
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            labels = (method, route, str(status))
+            children = self._children[key] = (self.requests.labels(*labels), self.latency.labels(*labels))
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class _StateCollector(Collector):

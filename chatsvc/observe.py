@@ -47,21 +47,19 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     finally:
         duration = time.perf_counter() - started
         route = route_of(request)
-        labels = (request.method, route, str(status))
-        metrics = request.app[METRICS]
-        metrics.requests.labels(*labels).inc()
-        metrics.latency.labels(*labels).observe(duration)
-        log.info(
-            "request",
-            extra={
-                "method": request.method,
-                "route": route,
-                "path": request.path,
-                "status": status,
-                "duration_ms": round(duration * 1000, 3),
-                "request_id": request_id,
-            },
-        )
+        request.app[METRICS].observe(request.method, route, status, duration)
+        if log.isEnabledFor(logging.INFO):  # skip building the line when it would be dropped
+            log.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "route": route,
+                    "path": request.path,
+                    "status": status,
+                    "duration_ms": round(duration * 1000, 3),
+                    "request_id": request_id,
+                },
+            )
         REQUEST_ID.reset(token)
 
 
