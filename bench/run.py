@@ -18,11 +18,13 @@ you when run as root).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 import psycopg
 
 from chatsvc import migrate
@@ -41,9 +44,14 @@ from chatsvc.embedded import EmbeddedPostgres, bin_dir
 from chatsvc.sql import STATEMENTS
 
 HERE = Path(__file__).resolve().parent
+SCENARIOS = ("get_chat", "get_chat_big", "history", "history_deep", "post_message", "mixed", "create_chat")
 CHATS = 100  # chats of MESSAGES messages each, for get_chat and post_message
 MESSAGES = 1_000
 BIG = 1_000_000  # messages in the one big chat
+DELETE_SIZES = (10_000, 100_000)  # messages in the chats delete_chat removes
+DELETES_EACH = 3  # deletes per size; the median is reported
+SUBSCRIBERS = 1_000  # SSE streams on one chat, spread over two service processes
+SSE_MESSAGES = 50  # messages sent, one every 20 ms, while they listen
 
 
 def free_port() -> int:
@@ -64,7 +72,7 @@ def ensure_wrk() -> str:
     return found
 
 
-def prefill(url: str) -> dict[str, int]:
+def prefill(url: str) -> tuple[dict[str, int], dict[int, list[int]]]:
     """The data every scenario reads, written through SQL (triggers off: no NOTIFY storm)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET session_replication_role = replica")
@@ -86,11 +94,23 @@ def prefill(url: str) -> dict[str, int]:
         low, high = conn.execute(
             "SELECT min(id), max(id) FROM messages WHERE chat_id = %s", (big,)
         ).fetchone() or (0, 0)
+        deletable: dict[int, list[int]] = {}
+        for size in DELETE_SIZES:
+            doomed = [row[0] for row in conn.execute(
+                "INSERT INTO chats (title) SELECT 'doomed' FROM generate_series(1, %s) RETURNING id", (DELETES_EACH,)
+            ).fetchall()]  # fmt: skip
+            conn.execute(
+                "INSERT INTO messages (chat_id, text) SELECT c, 'message ' || n"
+                " FROM unnest(%s::bigint[]) AS c, generate_series(1, %s) AS n",
+                (doomed, size),
+            )
+            deletable[size] = doomed
         conn.execute("VACUUM ANALYZE")
     # Pages deep in the big chat: its middle half.
     quarter = (high - low) // 4
-    return {"CHATS_FIRST": min(chat_ids), "CHATS_LAST": max(chat_ids), "BIG": big,
+    wrk_data = {"CHATS_FIRST": min(chat_ids), "CHATS_LAST": max(chat_ids), "BIG": big,
             "DEEP_FIRST": low + quarter, "DEEP_LAST": high - quarter}  # fmt: skip
+    return wrk_data, deletable
 
 
 @contextmanager
@@ -154,6 +174,63 @@ def pgbench(
     return {"rps": tps, "p50_ms": None, "p99_ms": None, "avg_ms": latency, "errors": 0}
 
 
+def delete_chat(base: str, deletable: dict[int, list[int]]) -> dict[str, Any]:
+    """Median milliseconds per DELETE of a chat, by its number of messages."""
+    timings: dict[str, Any] = {}
+    for size, chats in deletable.items():
+        spent = []
+        for chat_id in chats:
+            request = urllib.request.Request(f"{base}/chats/{chat_id}", method="DELETE")
+            started = time.perf_counter()
+            with urllib.request.urlopen(request) as response:
+                assert response.status == 204
+            spent.append((time.perf_counter() - started) * 1000)
+        timings[f"{size}_messages_ms"] = statistics.median(spent)
+    return timings
+
+
+async def sse_delivery(bases: list[str], chat_id: int) -> dict[str, Any]:
+    """p50 / p99 delay from a send's 201 to its delivery, over SUBSCRIBERS streams on two processes."""
+    arrivals: list[tuple[int, float]] = []
+    acknowledged: dict[int, float] = {}
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=None)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        streams = [
+            await session.get(f"{bases[n % len(bases)]}/chats/{chat_id}/events") for n in range(SUBSCRIBERS)
+        ]
+
+        async def listen(stream: aiohttp.ClientResponse) -> None:
+            received = 0
+            while received < SSE_MESSAGES:
+                line = await stream.content.readline()
+                if not line:
+                    return
+                if line.startswith(b"id: "):
+                    arrivals.append((int(line[4:]), time.perf_counter()))
+                    received += 1
+
+        listeners = [asyncio.create_task(listen(stream)) for stream in streams]
+        for n in range(SSE_MESSAGES):
+            async with session.post(
+                f"{bases[0]}/chats/{chat_id}/messages/", json={"text": f"live {n}"}
+            ) as sent:
+                acknowledged[(await sent.json())["id"]] = time.perf_counter()
+            await asyncio.sleep(0.02)
+        await asyncio.wait_for(asyncio.gather(*listeners), 60)
+        for stream in streams:
+            stream.close()
+    # A delivery can beat the 201 to this client; it then counts as no delay.
+    delays = sorted(max(0.0, arrived - acknowledged[message]) * 1000 for message, arrived in arrivals)
+    return {
+        "subscribers": SUBSCRIBERS,
+        "deliveries": len(delays),
+        "expected": SUBSCRIBERS * SSE_MESSAGES,
+        "p50_ms": delays[len(delays) // 2],
+        "p99_ms": delays[int(len(delays) * 0.99)],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -161,7 +238,6 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
-    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     binary = ensure_wrk()
     results: dict[str, dict[str, Any]] = {}
@@ -174,22 +250,28 @@ def main() -> None:
         url = server.url()
         migrate.apply(url)
         print("prefilling ...", file=sys.stderr)
-        data = prefill(url)
-        port = free_port()
-        env = {**os.environ, "DATABASE_URL": url, "CHATSVC_PORT": str(port), "CHATSVC_LOG_LEVEL": "WARNING"}
+        data, deletable = prefill(url)
+        port, second_port = free_port(), free_port()
+        env = {**os.environ, "DATABASE_URL": url, "CHATSVC_LOG_LEVEL": "WARNING"}
         base = f"http://127.0.0.1:{port}"
-        with process([sys.executable, "-m", "chatsvc", "serve", "--workers", str(args.workers)], env, port):
+        serve = [sys.executable, "-m", "chatsvc", "serve"]
+        with process([*serve, "--port", str(port)], env, port):
             sample = urllib.request.urlopen(f"{base}/chats/{data['CHATS_FIRST']}?limit=20").read()
-            for scenario in (
-                "get_chat",
-                "get_chat_big",
-                "history_deep",
-                "post_message",
-                "mixed",
-                "create_chat",
-            ):
+            for scenario in SCENARIOS:
                 print(f"{scenario} ...", file=sys.stderr)
                 results[scenario] = wrk(binary, base, scenario, data, args)
+            print("delete_chat ...", file=sys.stderr)
+            deletes = delete_chat(base, deletable)
+            with process([*serve, "--port", str(second_port)], env, second_port):
+                print(f"sse: {SUBSCRIBERS} subscribers on two processes ...", file=sys.stderr)
+                chat = json.loads(urllib.request.urlopen(urllib.request.Request(
+                    f"{base}/chats/", data=b'{"title": "live"}', headers={"Content-Type": "application/json"}
+                )).read())  # fmt: skip
+                sse = asyncio.run(sse_delivery([base, f"http://127.0.0.1:{second_port}"], chat["id"]))
+        with process([*serve, "--port", str(port), "--workers", "2"], env, port):
+            for scenario in ("get_chat", "post_message"):
+                print(f"{scenario}, 2 workers ...", file=sys.stderr)
+                results[f"{scenario}_workers2"] = wrk(binary, base, scenario, data, args)
         body = work / "body.json"
         body.write_bytes(sample)
         ceiling_port = free_port()
@@ -206,20 +288,31 @@ def main() -> None:
         "get_chat / ceiling_http": results["get_chat"]["rps"] / http,
         "post_message / ceiling_http": results["post_message"]["rps"] / http,
         "get_chat_big / get_chat": results["get_chat_big"]["rps"] / results["get_chat"]["rps"],
-        "history_deep / get_chat": results["history_deep"]["rps"] / results["get_chat"]["rps"],
+        "history_deep / history": results["history_deep"]["rps"] / results["history"]["rps"],
         "get_chat / ceiling_pgbench": results["get_chat"]["rps"] / results["ceiling_pgbench"]["rps"],
+        "get_chat_workers2 / ceiling_http": results["get_chat_workers2"]["rps"] / http,
+        "post_message_workers2 / ceiling_http": results["post_message_workers2"]["rps"] / http,
+        "delete 100k / delete 10k (linear: 10)": deletes["100000_messages_ms"] / deletes["10000_messages_ms"],
     }
     print(f"\n{'scenario':<18}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
     for name, measured in results.items():
         p50 = "-" if measured["p50_ms"] is None else f"{measured['p50_ms']:.2f}"
         p99 = "-" if measured["p99_ms"] is None else f"{measured['p99_ms']:.2f}"
         print(f"{name:<18}{measured['rps']:>10.0f}{p50:>10}{p99:>10}{measured['errors']:>8}")
-    print()
+    print(f"\ndelete_chat median ms: {deletes}")
+    print(f"sse delivery: {sse}\n")
     for name, ratio in ratios.items():
         print(f"{name:<30}{ratio:>8.2f}")
     args.json.write_text(
         json.dumps(
-            {"results": results, "ratios": ratios, "args": vars(args) | {"json": str(args.json)}}, indent=2
+            {
+                "results": results,
+                "delete_chat": deletes,
+                "sse": sse,
+                "ratios": ratios,
+                "args": vars(args) | {"json": str(args.json)},
+            },
+            indent=2,
         )
     )
 

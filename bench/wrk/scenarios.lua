@@ -23,6 +23,9 @@ local scenarios = {
   post_message = post_message,
   get_chat = get_chat,
   get_chat_big = function() return wrk.format("GET", "/chats/" .. big .. "?limit=20") end,
+  history = function()
+    return wrk.format("GET", "/chats/" .. math.random(first, last) .. "/messages/?limit=50")
+  end,
   history_deep = function()
     return wrk.format("GET", "/chats/" .. big .. "/messages/?limit=50&before=" .. math.random(deep_first, deep_last))
   end,
