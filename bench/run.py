@@ -231,6 +231,29 @@ async def sse_delivery(bases: list[str], chat_id: int) -> dict[str, Any]:
     }
 
 
+def rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
+
+
+def soak(binary: str, base: str, pid: int, data: dict[str, int], seconds: int) -> dict[str, Any]:
+    """The mixed scenario for seconds while the service's RSS is sampled every 10 s."""
+    env = {**os.environ, **{k: str(v) for k, v in data.items()},
+           "SCENARIO": "mixed", "REPORT_LUA": str(HERE / "wrk" / "report.lua")}  # fmt: skip
+    load = subprocess.Popen(
+        [binary, "-t2", "-c32", f"-d{seconds}s", "-s", str(HERE / "wrk" / "scenarios.lua"), base],
+        env=env, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    samples = []
+    while load.poll() is None:
+        samples.append(round(rss_mib(pid), 1))
+        time.sleep(10)
+    # The first minute warms caches up (prepared statements, metric children); flat is judged after it.
+    settled = samples[6:] or samples
+    return {"seconds": seconds, "rss_mib": samples,
+            "change_after_first_minute": (settled[-1] - settled[0]) / settled[0]}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -238,6 +261,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
+    parser.add_argument(
+        "--soak", type=int, default=0, help="also run mixed load this many seconds, sampling RSS"
+    )
     args = parser.parse_args()
     binary = ensure_wrk()
     results: dict[str, dict[str, Any]] = {}
@@ -255,11 +281,15 @@ def main() -> None:
         env = {**os.environ, "DATABASE_URL": url, "CHATSVC_LOG_LEVEL": "WARNING"}
         base = f"http://127.0.0.1:{port}"
         serve = [sys.executable, "-m", "chatsvc", "serve"]
-        with process([*serve, "--port", str(port)], env, port):
+        results_soak: dict[str, Any] = {}
+        with process([*serve, "--port", str(port)], env, port) as service:
             sample = urllib.request.urlopen(f"{base}/chats/{data['CHATS_FIRST']}?limit=20").read()
             for scenario in SCENARIOS:
                 print(f"{scenario} ...", file=sys.stderr)
                 results[scenario] = wrk(binary, base, scenario, data, args)
+            if args.soak:
+                print(f"soak: mixed for {args.soak} s, sampling RSS ...", file=sys.stderr)
+                results_soak = soak(binary, base, service.pid, data, args.soak)
             print("delete_chat ...", file=sys.stderr)
             deletes = delete_chat(base, deletable)
             with process([*serve, "--port", str(second_port)], env, second_port):
@@ -300,7 +330,10 @@ def main() -> None:
         p99 = "-" if measured["p99_ms"] is None else f"{measured['p99_ms']:.2f}"
         print(f"{name:<18}{measured['rps']:>10.0f}{p50:>10}{p99:>10}{measured['errors']:>8}")
     print(f"\ndelete_chat median ms: {deletes}")
-    print(f"sse delivery: {sse}\n")
+    print(f"sse delivery: {sse}")
+    if results_soak:
+        print(f"soak: {results_soak}")
+    print()
     for name, ratio in ratios.items():
         print(f"{name:<30}{ratio:>8.2f}")
     args.json.write_text(
