@@ -43,6 +43,10 @@ ROUTES: Mapping[str, Mapping[str, Handler]] = {
 }
 
 
+# Built once per process: it depends on ROUTES and the models only.
+OPENAPI_DOCUMENT = orjson.dumps(openapi.build(ROUTES))
+
+
 def add_routes(app: web.Application, routes: Mapping[str, Mapping[str, Handler]]) -> None:
     for path, handlers in routes.items():
         for variant in (path, f"{path}/"):
@@ -118,7 +122,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
-    app[OPENAPI] = orjson.dumps(openapi.build(ROUTES))
+    app[OPENAPI] = OPENAPI_DOCUMENT
     app[METRICS] = Metrics(lambda: (app.get(DATABASE), app.get(EVENTS)))
     app.on_response_prepare.append(add_request_id)
     app.cleanup_ctx.append(database_ctx)

@@ -67,31 +67,30 @@ def path_id(request: web.Request, name: str) -> int:
     return value
 
 
+def _single(values: list[str], loc: list[str]) -> str | None:
+    """The one value of a query parameter or header; None when absent, 422 when repeated."""
+    if len(values) > 1:
+        raise ValidationFailed([{"loc": loc, "msg": "must be given at most once"}])
+    return values[0] if values else None
+
+
 def query_int(request: web.Request, name: str, *, default: int, minimum: int, maximum: int) -> int:
     """An integer query parameter within bounds; never clamped, 422 otherwise."""
-    value = optional_query_int(request, name, minimum=minimum, maximum=maximum)
-    return default if value is None else value
-
-
-def optional_query_int(request: web.Request, name: str, *, minimum: int, maximum: int) -> int | None:
-    """An integer query parameter within bounds, or None when absent; 422 otherwise."""
-    values = request.query.getall(name, [])
-    if not values:
-        return None
-    if len(values) > 1:
-        raise ValidationFailed([{"loc": ["query", name], "msg": "must be given at most once"}])
-    return _bounded_int(values[0], ["query", name], minimum, maximum)
-
-
-def _bounded_int(raw: str, loc: list[str], minimum: int, maximum: int) -> int:
+    loc = ["query", name]
+    raw = _single(request.query.getall(name, []), loc)
+    if raw is None:
+        return default
     value = _natural(raw)
     if value is None or not minimum <= value <= maximum:
         raise ValidationFailed([{"loc": loc, "msg": f"must be an integer from {minimum} to {maximum}"}])
     return value
 
 
-def _cursor(raw: str, loc: list[str]) -> int:
-    """Any non-negative integer; one past every id means the same as the largest id."""
+def _cursor(values: list[str], loc: list[str]) -> int | None:
+    """Any non-negative integer (one past every id means the same as the largest id); 422 otherwise."""
+    raw = _single(values, loc)
+    if raw is None:
+        return None
     value = _natural(raw)
     if value is None:
         raise ValidationFailed([{"loc": loc, "msg": "must be a non-negative integer (an id)"}])
@@ -99,13 +98,8 @@ def _cursor(raw: str, loc: list[str]) -> int:
 
 
 def cursor(request: web.Request, name: str) -> int | None:
-    """A paging cursor from the query (a message or chat id, existing or not); 422 if not a non-negative integer."""
-    values = request.query.getall(name, [])
-    if not values:
-        return None
-    if len(values) > 1:
-        raise ValidationFailed([{"loc": ["query", name], "msg": "must be given at most once"}])
-    return _cursor(values[0], ["query", name])
+    """A paging cursor from the query: a message or chat id, existing or not."""
+    return _cursor(request.query.getall(name, []), ["query", name])
 
 
 def resume_point(request: web.Request) -> int | None:
@@ -114,12 +108,8 @@ def resume_point(request: web.Request) -> int | None:
     The header wins: EventSource sends it on reconnecting to the URL it first
     opened, whose ?after= is older.
     """
-    values = request.headers.getall("Last-Event-ID", [])
-    if not values:
-        return cursor(request, "after")
-    if len(values) > 1:
-        raise ValidationFailed([{"loc": ["header", "Last-Event-ID"], "msg": "must be given at most once"}])
-    return _cursor(values[0], ["header", "Last-Event-ID"])
+    header = request.headers.getall("Last-Event-ID", [])
+    return _cursor(header, ["header", "Last-Event-ID"]) if header else cursor(request, "after")
 
 
 def idempotency_key(request: web.Request) -> str | None:
