@@ -12,14 +12,16 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from typing import Any
 
 import pytest
+from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 from pydantic.json_schema import models_json_schema
 
 from chatsvc import openapi
-from chatsvc.models import TEXT_MAX, TITLE_MAX, trimmed_pattern
+from chatsvc.models import TEXT_MAX, TITLE_MAX, WHITESPACE, trimmed_pattern
 from tests.api import create_chat, send
 from tests.conftest import Client
 
@@ -63,6 +65,30 @@ async def test_schemas_are_the_models_own(client: Client) -> None:
     assert doc["components"]["schemas"]["MessageCreate"]["properties"]["text"]["pattern"] == trimmed_pattern(
         TEXT_MAX
     )
+
+
+def test_the_pattern_knows_every_character_str_strip_removes() -> None:
+    assert WHITESPACE == "".join(chr(code) for code in range(sys.maxunicode + 1) if chr(code).isspace())
+
+
+async def test_parameter_schemas_say_what_the_api_accepts(client: Client) -> None:
+    """ "Not both before and after" and the Idempotency-Key rule are the schema's too."""
+    doc = await document(client)
+    history = doc["paths"]["/chats/{chat_id}/messages/"]["get"]["parameters"]
+    page = OAS31Validator(next(p for p in history if p["name"] == "page")["schema"])
+    assert page.is_valid({"before": 5}) and page.is_valid({"after": 0, "limit": 100}) and page.is_valid({})
+    assert not page.is_valid({"before": 5, "after": 1})
+    assert not page.is_valid({"limit": 101}) and not page.is_valid({"after": -1})
+    create = doc["paths"]["/chats/"]["post"]["parameters"]
+    key = OAS31Validator(next(p for p in create if p["name"] == "Idempotency-Key")["schema"])
+    chat = await create_chat(client)
+    for value in ("k", "!" * 255, "a b", "x" * 256, "tab\tkey", "~{}[]"):
+        response = await client.post(
+            f"/chats/{chat['id']}/messages/",
+            json={"text": "key check"},
+            headers={"Idempotency-Key": value},
+        )
+        assert (response.status == 201) == key.is_valid(value), (value, response.status)
 
 
 # Strings around every edge of "1 to N code points once trimmed, no NUL".
