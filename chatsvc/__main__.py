@@ -72,7 +72,7 @@ async def _purge_keys(settings: Settings) -> int:
     try:
         return await queries.purge_idempotency_keys(db)
     finally:
-        await db.pool.close()
+        await db.close()
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -61,7 +61,7 @@ def add_routes(app: web.Application, routes: Mapping[str, Mapping[str, Handler]]
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[DATABASE] = await open_database(app[SETTINGS])
     yield
-    await app[DATABASE].pool.close()
+    await app[DATABASE].close()
 
 
 async def events_ctx(app: web.Application) -> AsyncIterator[None]:

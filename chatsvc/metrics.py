@@ -56,13 +56,12 @@ class _StateCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         database, events = self._state()
         if database is not None:
-            pool = database.pool
-            yield GaugeMetricFamily("chatsvc_pool_size", "Connections the pool holds.", pool.get_size())
+            yield GaugeMetricFamily("chatsvc_pool_size", "Connections the pool holds.", database.size)
             yield GaugeMetricFamily(
-                "chatsvc_pool_max_size", "Most connections the pool opens.", pool.get_max_size()
+                "chatsvc_pool_max_size", "Most connections the pool opens.", database.max_size
             )
             yield GaugeMetricFamily(
-                "chatsvc_pool_in_use", "Connections lent to requests.", pool.get_size() - pool.get_idle_size()
+                "chatsvc_pool_in_use", "Connections lent to requests.", database.size - database.idle
             )
             yield GaugeMetricFamily(
                 "chatsvc_pool_waiters", "Requests waiting for a connection.", database.waiting
