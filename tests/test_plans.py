@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -56,15 +55,31 @@ def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 async def explain(conn: asyncpg.Connection, statement: str, *args: object) -> list[dict[str, Any]]:
-    raw = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", *args)
+    """The executed plan of statement run as the service runs it: prepared, then executed.
+
+    EXPLAIN of a statement with parameters would plan it for these values, a
+    custom plan, whatever plan_cache_mode says; EXECUTE of a prepared statement
+    follows the session's plan_cache_mode, as the service's statements do.
+    """
+    # The values as SQL literals, quoted by PostgreSQL (EXECUTE takes no bound parameters).
+    literals = await conn.fetchval(
+        "SELECT string_agg(quote_nullable(value), ', ' ORDER BY n)"
+        " FROM unnest($1::text[]) WITH ORDINALITY AS v(value, n)",
+        [str(arg) for arg in args],
+    )
+    await conn.execute(f"PREPARE planned AS {statement}")
+    try:
+        raw = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE planned({literals or ''})")
+    finally:
+        await conn.execute("DEALLOCATE planned")
     return list(nodes(json.loads(raw)[0]["Plan"]))
 
 
 @pytest.mark.parametrize("limit", [1, 20, 100])
 async def test_latest_messages_read_only_limit_rows_from_the_index(
-    big: tuple[asyncpg.Connection, int], limit: int
+    plans: tuple[asyncpg.Connection, int], limit: int
 ) -> None:
-    conn, chat_id = big
+    conn, chat_id = plans
     plan = await explain(conn, queries.GET_CHAT_WITH_LATEST_MESSAGES, chat_id, limit)
     on_messages = [node for node in plan if node.get("Relation Name") == "messages"]
     assert on_messages, plan
@@ -76,8 +91,8 @@ async def test_latest_messages_read_only_limit_rows_from_the_index(
     assert not any(node["Node Type"] == "Seq Scan" for node in plan)
 
 
-async def test_send_locks_one_chat_row_by_its_key(big: tuple[asyncpg.Connection, int]) -> None:
-    conn, chat_id = big
+async def test_send_locks_one_chat_row_by_its_key(plans: tuple[asyncpg.Connection, int]) -> None:
+    conn, chat_id = plans
     transaction = conn.transaction()
     await transaction.start()
     plan = await explain(conn, queries.CREATE_MESSAGE, chat_id, "planned")
@@ -112,14 +127,16 @@ def total_rows(scans: list[dict[str, Any]]) -> int:
     return sum(node["Actual Rows"] * node["Actual Loops"] for node in scans)
 
 
-@pytest.fixture(params=["auto", "force_generic_plan"])
+@pytest.fixture(params=["force_generic_plan", "auto"])
 async def plans(
     request: pytest.FixtureRequest, big: tuple[asyncpg.Connection, int]
-) -> tuple[asyncpg.Connection, int]:
-    """big, under both kinds of plan: asyncpg's prepared statements go generic after a few runs."""
+) -> AsyncIterator[tuple[asyncpg.Connection, int]]:
+    """big, under both kinds of plan: the generic one the service forces (chatsvc/db.py),
+    and the custom ones PostgreSQL would choose by default, should that setting be lost."""
     conn, chat_id = big
     await conn.execute(f"SET plan_cache_mode = {request.param}")
-    return conn, chat_id
+    yield conn, chat_id
+    await conn.execute("RESET plan_cache_mode")
 
 
 @pytest.mark.parametrize("limit", [1, 50, 100])
@@ -158,9 +175,9 @@ async def test_chat_pages_read_at_most_limit_plus_one_rows_at_any_depth(
 
 
 async def test_single_message_and_stream_start_read_one_index_entry(
-    big: tuple[asyncpg.Connection, int],
+    plans: tuple[asyncpg.Connection, int],
 ) -> None:
-    conn, chat_id = big
+    conn, chat_id = plans
     message_id = await conn.fetchval("SELECT max(id) FROM messages WHERE chat_id = $1", chat_id)
     for statement, args in (
         (queries.GET_MESSAGE, (chat_id, message_id)),
@@ -171,8 +188,8 @@ async def test_single_message_and_stream_start_read_one_index_entry(
         assert scans and sum(node["Actual Rows"] for node in scans) == 1
 
 
-async def test_keyed_sends_find_their_key_by_index(big: tuple[asyncpg.Connection, int]) -> None:
-    conn, chat_id = big
+async def test_keyed_sends_find_their_key_by_index(plans: tuple[asyncpg.Connection, int]) -> None:
+    conn, chat_id = plans
     await conn.execute("SET enable_seqscan = off")  # the keys tables are empty here; prove an index serves
     try:
         transaction = conn.transaction()
@@ -180,8 +197,8 @@ async def test_keyed_sends_find_their_key_by_index(big: tuple[asyncpg.Connection
         for statement, args in (
             (queries.CREATE_MESSAGE_ONCE, (chat_id, "planned", "plan-key")),
             (queries.CREATE_CHAT_ONCE, ("planned", "plan-key")),
-            (queries.PURGE_CHAT_IDEMPOTENCY_KEYS, (timedelta(hours=24), 1000)),
-            (queries.PURGE_MESSAGE_IDEMPOTENCY_KEYS, (timedelta(hours=24), 1000)),
+            (queries.PURGE_CHAT_IDEMPOTENCY_KEYS, ("24 hours", 1000)),
+            (queries.PURGE_MESSAGE_IDEMPOTENCY_KEYS, ("24 hours", 1000)),
         ):
             plan = await explain(conn, statement, *args)
             for relation in ("chats", "messages", "chat_idempotency_keys", "message_idempotency_keys"):
@@ -189,3 +206,14 @@ async def test_keyed_sends_find_their_key_by_index(big: tuple[asyncpg.Connection
         await transaction.rollback()
     finally:
         await conn.execute("RESET enable_seqscan")
+
+
+async def test_the_plans_explained_are_the_generic_ones_the_service_runs(
+    plans: tuple[asyncpg.Connection, int],
+) -> None:
+    """A guard on explain() itself: a generic plan shows $n where a custom plan shows values."""
+    conn, chat_id = plans
+    plan = await explain(conn, queries.GET_MESSAGE, chat_id, 1)
+    conditions = " ".join(str(node.get("Index Cond", "")) for node in plan)
+    generic = await conn.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+    assert ("$1" in conditions) == generic, conditions
