@@ -12,7 +12,7 @@ from aiohttp import web
 
 from chatsvc import openapi, queries
 from chatsvc.db import open_database
-from chatsvc.errors import Handler, ServiceUnavailable, problem_middleware
+from chatsvc.errors import Handler
 from chatsvc.events import SHUTTING_DOWN, EventHub
 from chatsvc.handlers import chats, docs, events, health, messages, metrics
 from chatsvc.keys import DATABASE, EVENTS, LIFECYCLE, METRICS, OPENAPI, SETTINGS, Lifecycle
@@ -97,18 +97,10 @@ async def on_shutdown(app: web.Application) -> None:
     app[EVENTS].end_all(SHUTTING_DOWN)  # event streams end now; other requests may finish
 
 
-@web.middleware
-async def refuse_when_shutting_down(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.app[LIFECYCLE].shutting_down:
-        raise ServiceUnavailable("The service is shutting down; retry shortly.")
-    return await handler(request)
-
-
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
-        # observe is outermost: it logs and counts the answer problem_middleware made.
-        middlewares=[observe, problem_middleware, refuse_when_shutting_down],
+        middlewares=[observe],
         handler_args={
             # Bodies arrive as sent: compressed ones reach our 415 check instead
             # of being inflated (or, for an unknown codec, refused as plain

@@ -1,4 +1,4 @@
-"""problem+json errors (RFC 9457) and the middleware that produces every one of them.
+"""problem+json errors (RFC 9457), and problem_for(), which produces every one of them.
 
 Handlers raise typed exceptions; this module alone decides what the client
 sees. No stack trace, SQL or HTML ever reaches a response.
@@ -104,21 +104,18 @@ _DETAILS = {
 }
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except Problem as problem:
-        return _answer(problem)
-    except DatabaseUnavailable:
-        log.warning("database unavailable for %s %s", request.method, request.path, exc_info=True)
+def problem_for(request: web.Request, exc: Exception) -> web.Response:
+    """The answer to an exception a handler raised; re-raises aiohttp's redirects (below 400)."""
+    if isinstance(exc, Problem):
+        return _answer(exc)
+    if isinstance(exc, DatabaseUnavailable):
+        log.warning("database unavailable for %s %s", request.method, request.path, exc_info=exc)
         return _answer(ServiceUnavailable("The database is unavailable; retry shortly."))
-    except web.HTTPException as exc:  # aiohttp's own: no route, wrong method
+    if isinstance(exc, web.HTTPException):  # aiohttp's own: no route, wrong method
         if exc.status < 400:
-            raise
+            raise exc
         headers = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
         detail = _DETAILS.get(exc.status, HTTPStatus(exc.status).description)
         return problem_response(exc.status, detail, headers)
-    except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return problem_response(500, "An unexpected error occurred.")
+    log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
+    return problem_response(500, "An unexpected error occurred.")
