@@ -155,7 +155,12 @@ def pgbench(
 ) -> dict[str, Any]:
     """The get_chat SQL file, as prepared statements, from pgbench: the database's own ceiling."""
     # pgbench names parameters :name where the file has $n; the statement text is otherwise the file's.
-    text = STATEMENTS["get_chat_with_latest_messages"].text.replace("$1", ":chat_id").replace("$2", "20")
+    # One chat per call, as under light load (a batch of one).
+    text = (
+        STATEMENTS["get_chats_with_latest_messages"]
+        .text.replace("$1::bigint[]", "ARRAY[:chat_id]::bigint[]")
+        .replace("$2::bigint[]", "ARRAY[20]::bigint[]")
+    )
     script = work / "get_chat.pgbench"
     script.write_text(f"\\set chat_id random({data['CHATS_FIRST']}, {data['CHATS_LAST']})\n{text}\n")
     result = subprocess.run(

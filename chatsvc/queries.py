@@ -5,18 +5,20 @@ Reads return the JSON PostgreSQL rendered, ready to send as a response body.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, NamedTuple
 
 import asyncpg
 
+from chatsvc.batching import BatchedRead
 from chatsvc.db import Database
 from chatsvc.sql import statement
 
 CREATE_CHAT = statement("create_chat", ":one")
 CREATE_CHAT_ONCE = statement("create_chat_once", ":one")
 LIST_CHATS = statement("list_chats", ":val")
-GET_CHAT_WITH_LATEST_MESSAGES = statement("get_chat_with_latest_messages", ":val")
+GET_CHATS_WITH_LATEST_MESSAGES = statement("get_chats_with_latest_messages", ":many")
 DELETE_CHAT = statement("delete_chat", ":val")
 CREATE_MESSAGE = statement("create_message", ":one")
 CREATE_MESSAGE_ONCE = statement("create_message_once", ":one")
@@ -94,11 +96,24 @@ async def list_chats(db: Database, before: int | None, limit: int) -> str:
     return listing
 
 
+async def _get_chats_with_latest_messages(
+    conn: asyncpg.Connection, wanted: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], str | None]:
+    rows = await conn.fetch(
+        GET_CHATS_WITH_LATEST_MESSAGES, [chat_id for chat_id, _ in wanted], [limit for _, limit in wanted]
+    )
+    return {(row["chat_id"], row["message_limit"]): row["chat"] for row in rows}
+
+
+_CHATS_WITH_LATEST_MESSAGES = BatchedRead(_get_chats_with_latest_messages)
+
+
 async def get_chat_with_latest_messages(db: Database, chat_id: int, message_limit: int) -> str | None:
-    """The chat with its latest messages as JSON, or None when there is no such chat."""
-    async with db.connection() as conn:
-        chat_json: str | None = await conn.fetchval(GET_CHAT_WITH_LATEST_MESSAGES, chat_id, message_limit)
-    return chat_json
+    """The chat with its latest messages as JSON, or None when there is no such chat.
+
+    Batched with the same reads that arrive while every connection is busy.
+    """
+    return await _CHATS_WITH_LATEST_MESSAGES.get(db, (chat_id, message_limit))
 
 
 async def delete_chat(db: Database, chat_id: int) -> bool:

@@ -23,6 +23,7 @@ from pytest_aiohttp import AiohttpClient
 
 from chatsvc import migrate
 from chatsvc.app import create_app
+from chatsvc.db import Database, open_database
 from chatsvc.embedded import EmbeddedPostgres
 from chatsvc.settings import Settings
 
@@ -118,3 +119,13 @@ async def other(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     await conn.execute("BEGIN")
     yield conn
     await conn.close()  # rolls back whatever is still open
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[Database]:
+    """The service's own pool (chatsvc/db.py) holding one connection, so that who waits is certain."""
+    database = await open_database(
+        Settings(database_url=database_url, pool_min_size=1, pool_max_size=1, pool_acquire_timeout=2)
+    )
+    yield database
+    await database.close()

@@ -76,18 +76,29 @@ async def explain(conn: asyncpg.Connection, statement: str, *args: object) -> li
 
 
 @pytest.mark.parametrize("limit", [1, 20, 100])
+@pytest.mark.parametrize("batch", [1, 3, 64])
 async def test_latest_messages_read_only_limit_rows_from_the_index(
-    plans: tuple[asyncpg.Connection, int], limit: int
+    plans: tuple[asyncpg.Connection, int], limit: int, batch: int
 ) -> None:
+    """One chat or a batch of them (the big one, small ones, a missing one): index lookups only."""
     conn, chat_id = plans
-    plan = await explain(conn, queries.GET_CHAT_WITH_LATEST_MESSAGES, chat_id, limit)
+    others = await conn.fetch("SELECT id FROM chats WHERE id <> $1 ORDER BY id LIMIT $2", chat_id, batch - 1)
+    chats = [chat_id, *(row["id"] for row in others)][: batch - 1 or 1]
+    if batch > 1:
+        chats.append(2**62)  # no such chat
+    array = "{" + ",".join(map(str, chats)) + "}"
+    limits = "{" + ",".join([str(limit)] * len(chats)) + "}"
+    plan = await explain(conn, queries.GET_CHATS_WITH_LATEST_MESSAGES, array, limits)
     on_messages = [node for node in plan if node.get("Relation Name") == "messages"]
     assert on_messages, plan
     for node in on_messages:
         assert node["Node Type"] in ("Index Scan", "Index Only Scan"), node["Node Type"]
         assert node["Index Name"] == "messages_pkey"
         assert node["Scan Direction"] == "Backward"
-        assert node["Actual Rows"] <= limit  # not 50,000
+        assert node["Actual Rows"] <= limit  # per chat, not 50,000
+    on_chats = [node for node in plan if node.get("Relation Name") == "chats"]
+    assert on_chats and all(node["Node Type"] in ("Index Scan", "Index Only Scan") for node in on_chats)
+    assert sum(node["Actual Loops"] for node in on_chats) == len(chats)
     assert not any(node["Node Type"] == "Seq Scan" for node in plan)
 
 

@@ -13,13 +13,13 @@ from chatsvc.sql import STATEMENTS, SqlFileError, Statement, load, statement
 
 # Header spellings of types -> PostgreSQL's internal names.
 TYPE_NAMES = {"bigint": "int8", "int": "int4", "integer": "int4", "text": "text", "interval": "interval"}
-HEADER_PARAM = re.compile(r"\$(\d+) \w+ (\w+)")
+HEADER_PARAM = re.compile(r"\$(\d+) \w+ (\w+)(\[\])?")
 
 
 def header_params(stmt: Statement) -> dict[int, str]:
     source = (Path(__file__).parents[1] / "sql" / stmt.source).read_text()
     line = next(line for line in source.splitlines() if line.startswith("-- params:"))
-    return {int(n): TYPE_NAMES[type_name] for n, type_name in HEADER_PARAM.findall(line)}
+    return {int(n): TYPE_NAMES[type_name] + array for n, type_name, array in HEADER_PARAM.findall(line)}
 
 
 @pytest.mark.parametrize("stmt", STATEMENTS.values(), ids=STATEMENTS.keys())
@@ -79,7 +79,7 @@ def test_a_good_folder_loads() -> None:
         "create_chat",
         "create_message",
         "delete_chat",
-        "get_chat_with_latest_messages",
+        "get_chats_with_latest_messages",
     }
     for stmt in STATEMENTS.values():
         assert not stmt.text.startswith("--") and stmt.text.endswith(";")

@@ -1,0 +1,40 @@
+-- name: get_chats_with_latest_messages :many
+-- Chats, each with its most recent messages listed oldest first, rendered as
+-- the JSON the API answers with (column names are the JSON keys). One call
+-- answers every GET /chats/{id} that arrived while the service's connections
+-- were busy (chatsvc/batching.py); under light load it is a single chat.
+-- Each chat costs one chats_pkey lookup and at most its limit of
+-- messages_pkey entries, whatever its size: the correlated subquery runs per
+-- requested chat, so no plan can turn it into a scan of chats.
+-- params: $1 chat_ids bigint[], $2 message_limits bigint[] (same length, each 1 to 100)
+-- returns: chat_id bigint, message_limit bigint, chat json {id, title, created_at,
+--          messages: [{id, chat_id, text, created_at}]} or null when the chat does not exist
+-- uses: chats_pkey; messages_pkey (chat_id, id) scanned backward from the newest
+SELECT
+    wanted.chat_id,
+    wanted.message_limit,
+    (
+        SELECT to_json(chat)
+        FROM (
+            SELECT
+                c.id,
+                c.title,
+                c.created_at,
+                coalesce(
+                    (
+                        SELECT array_to_json(array_agg(latest ORDER BY latest.id))
+                        FROM (
+                            SELECT id, chat_id, text, created_at
+                            FROM messages
+                            WHERE chat_id = c.id
+                            ORDER BY id DESC
+                            LIMIT wanted.message_limit
+                        ) AS latest
+                    ),
+                    '[]'
+                ) AS messages
+            FROM chats AS c
+            WHERE c.id = wanted.chat_id
+        ) AS chat
+    ) AS chat
+FROM unnest($1::bigint[], $2::bigint[]) AS wanted (chat_id, message_limit);

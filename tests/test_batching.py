@@ -1,0 +1,110 @@
+"""Batched reads (chatsvc/batching.py): reads that queue for a connection share one statement.
+
+Against the session's real PostgreSQL through the real pool and SQL file,
+with a pool of one connection held by the test, so that who waits is certain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import orjson
+import pytest
+
+from chatsvc import batching, queries
+from chatsvc.db import Database, DatabaseUnavailable
+
+
+@pytest.fixture
+async def chats(pool: Database) -> list[int]:
+    """Three chats holding 0, 1 and 5 messages."""
+    ids = []
+    async with pool.connection() as conn:
+        for size in (0, 1, 5):
+            chat_id = await conn.fetchval("INSERT INTO chats (title) VALUES ('batched') RETURNING id")
+            await conn.execute(
+                "INSERT INTO messages (chat_id, text) SELECT $1, 'm' || n FROM generate_series(1, $2) AS n",
+                chat_id,
+                size,
+            )
+            ids.append(chat_id)
+    return ids
+
+
+async def one_by_one(pool: Database, wanted: list[tuple[int, int]]) -> list[str | None]:
+    return [await queries.get_chat_with_latest_messages(pool, chat_id, limit) for chat_id, limit in wanted]
+
+
+async def test_reads_queued_behind_a_busy_connection_join_one_batch_and_get_their_own_answers(
+    pool: Database, chats: list[int]
+) -> None:
+    missing = 2**62
+    wanted = [(chat_id, limit) for chat_id in [*chats, missing] for limit in (1, 3, 20)]
+    wanted += wanted[:4]  # the same read twice in one batch
+    expected = await one_by_one(pool, wanted)
+    held = await pool.acquire()
+    reads = [asyncio.create_task(queries.get_chat_with_latest_messages(pool, *read)) for read in wanted]
+    await asyncio.sleep(0.05)
+    assert pool.waiting == 1  # the batch's runner; every other read joined its batch
+    pool.release(held)
+    assert await asyncio.gather(*reads) == expected
+    assert expected.count(None) == 3  # the missing chat, at each limit
+    shown = orjson.loads(next(found for found in expected if found is not None and '"m5"' in found))
+    assert [message["text"] for message in shown["messages"]] == ["m5"]  # limit 1: the newest only
+
+
+async def test_a_read_runs_alone_at_once_when_a_connection_is_idle(pool: Database, chats: list[int]) -> None:
+    read = asyncio.create_task(queries.get_chat_with_latest_messages(pool, chats[2], 2))
+    await asyncio.sleep(0)
+    assert pool.waiting == 0
+    found = await read
+    assert found is not None and len(orjson.loads(found)["messages"]) == 2
+
+
+async def test_a_full_batch_starts_another(pool: Database, chats: list[int]) -> None:
+    held = await pool.acquire()
+    # Distinct keys: the chat at every limit, then more limits than a batch holds.
+    wanted = [(chats[2], limit) for limit in range(1, batching.MAX_BATCH + 6)]
+    reads = [asyncio.create_task(queries.get_chat_with_latest_messages(pool, *read)) for read in wanted]
+    await asyncio.sleep(0.05)
+    assert pool.waiting == 2
+    pool.release(held)
+    answers = await asyncio.gather(*reads)
+    assert [len(orjson.loads(found or "")["messages"]) for found in answers] == [
+        min(limit, 5) for _, limit in wanted
+    ]
+
+
+async def test_when_the_runner_cannot_get_a_connection_the_whole_batch_is_unavailable(
+    pool: Database, chats: list[int]
+) -> None:
+    pool.acquire_timeout = 0.1
+    held = await pool.acquire()
+    reads = [
+        asyncio.create_task(queries.get_chat_with_latest_messages(pool, chat_id, 5)) for chat_id in chats
+    ]
+    results = await asyncio.gather(*reads, return_exceptions=True)
+    assert all(isinstance(result, DatabaseUnavailable) for result in results), results
+    pool.release(held)
+    pool.acquire_timeout = 2
+    assert await queries.get_chat_with_latest_messages(pool, chats[0], 5) is not None  # and it recovers
+
+
+async def test_a_failing_batch_statement_fails_every_read_in_it(
+    pool: Database, chats: list[int], other: asyncpg.Connection
+) -> None:
+    """The statement itself fails (here: cancelled by statement_timeout while a lock blocks it)."""
+    held = await pool.acquire()
+    await held.execute("SET statement_timeout = 200")
+    pool.release(held)
+    await other.execute("LOCK TABLE chats IN ACCESS EXCLUSIVE MODE")
+    held = await pool.acquire()
+    reads = [
+        asyncio.create_task(queries.get_chat_with_latest_messages(pool, chat_id, 5)) for chat_id in chats
+    ]
+    await asyncio.sleep(0.05)
+    pool.release(held)
+    results = await asyncio.gather(*reads, return_exceptions=True)
+    await other.execute("ROLLBACK")
+    assert all(isinstance(result, DatabaseUnavailable) for result in results), results
