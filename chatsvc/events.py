@@ -6,6 +6,12 @@ service process reaches the subscribers of every process. Each process holds
 one listening connection, whatever its number of subscribers, and encodes
 each event once for all of them.
 
+Sends notify only for chats that some process watches: a process registers
+its LISTEN connection for a chat when its first stream on that chat opens,
+and unregisters when its last one closes
+(migrations/0004.notify-only-watched-chats.sql says why, and why no event can
+slip between a registration and a send).
+
 A subscriber is never waited for: events are appended to its own bounded
 backlog, and one that falls SUBSCRIBER_BACKLOG events behind is dropped with
 a final comment (it resumes with Last-Event-ID), so it neither delays the
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from chatsvc import queries
 from chatsvc.db import UNAVAILABLE, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -102,14 +109,22 @@ class Subscription:
 class EventHub:
     """The process's listening connection and the subscriptions it feeds, by chat."""
 
-    def __init__(self, database_url: str, backlog: int = SUBSCRIBER_BACKLOG) -> None:
+    def __init__(
+        self, database_url: str, backlog: int = SUBSCRIBER_BACKLOG, statement_timeout: float = 10.0
+    ) -> None:
         self._database_url = database_url
         self._backlog = backlog
+        self._statement_timeout = statement_timeout
         self._subscriptions: dict[int, set[Subscription]] = {}
         # Pieces of Message JSON too long for one notification, by message id.
         self._pieces: dict[int, list[str]] = {}
-        self._listening = False
+        self._listener: asyncpg.Connection | None = None  # while listening
         self._task: asyncio.Task[None] | None = None
+        # Chats this listener is registered for, changed only under the lock,
+        # which also keeps the listener's statements one at a time.
+        self._watched: set[int] = set()
+        self._watching = asyncio.Lock()
+        self._unwatching: set[asyncio.Task[None]] = set()
 
     @property
     def subscriber_count(self) -> int:
@@ -123,6 +138,8 @@ class EventHub:
 
     async def close(self) -> None:
         self.end_all(SHUTTING_DOWN)
+        for task in list(self._unwatching):
+            task.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -142,7 +159,7 @@ class EventHub:
         Subscribe before reading the chat's history: every message committed
         after that read is then delivered live, and the overlap is skipped by id.
         """
-        if not self._listening:
+        if self._listener is None:
             raise DatabaseUnavailable("not listening for events")
         subscription = Subscription(chat_id, self._backlog)
         self._subscriptions.setdefault(chat_id, set()).add(subscription)
@@ -154,6 +171,40 @@ class EventHub:
                 subscriptions.discard(subscription)
                 if not subscriptions:
                     del self._subscriptions[chat_id]
+                    task = asyncio.create_task(self._unwatch(chat_id), name="chatsvc-unwatch")
+                    self._unwatching.add(task)
+                    task.add_done_callback(self._unwatching.discard)
+
+    async def watch(self, chat_id: int) -> bool:
+        """Makes sends to the chat notify this process; False when there is no such chat.
+
+        Call inside subscribe(), before reading where the stream starts.
+        """
+        async with self._watching:
+            listener = self._listener
+            if listener is None:
+                raise DatabaseUnavailable("not listening for events")
+            if chat_id in self._watched:
+                return True
+            try:
+                found = await queries.watch_chat(listener, chat_id)
+            except UNAVAILABLE as exc:
+                raise DatabaseUnavailable(type(exc).__name__) from exc
+            if found:
+                self._watched.add(chat_id)
+            return found
+
+    async def _unwatch(self, chat_id: int) -> None:
+        """After the process's last stream on the chat closed, unless another opened since."""
+        async with self._watching:
+            listener = self._listener
+            if chat_id in self._subscriptions or chat_id not in self._watched or listener is None:
+                return
+            self._watched.discard(chat_id)
+            try:
+                await queries.unwatch_chat(listener, chat_id)
+            except UNAVAILABLE:  # the row costs only notifications; a listener connecting prunes it
+                log.warning("could not unwatch chat %d", chat_id, exc_info=True)
 
     async def _listen_forever(self, first_attempt: asyncio.Future[None]) -> None:
         failures = 0
@@ -164,25 +215,34 @@ class EventHub:
             except UNAVAILABLE as exc:
                 log.warning("cannot listen for events (%s); retrying", type(exc).__name__)
                 failures += 1
-            if not first_attempt.done():
-                first_attempt.set_result(None)
+            except Exception:  # e.g. a database whose migrations are behind: retried the same way
+                log.exception("cannot listen for events; retrying")
+                failures += 1
+            finally:
+                if not first_attempt.done():  # start() returns, listening or not
+                    first_attempt.set_result(None)
             await asyncio.sleep(RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)])
 
     async def _listen_until_lost(self, first_attempt: asyncio.Future[None]) -> None:
         connection = await asyncpg.connect(
-            self._database_url, server_settings={"application_name": "chatsvc-events"}
+            self._database_url,
+            # Its statements (sql/events/*watch*) wait at most this long, e.g. for a chat's row lock.
+            command_timeout=self._statement_timeout,
+            server_settings={"application_name": "chatsvc-events"},
         )
         lost = asyncio.Event()
         try:
             connection.add_termination_listener(lambda _: lost.set())
             await connection.add_listener(CHANNEL, self._on_notification)
-            self._listening = True
+            await queries.forget_gone_listeners(connection)
+            self._listener = connection
             if not first_attempt.done():
                 first_attempt.set_result(None)
             await lost.wait()
             log.warning("the events listener lost its connection; reconnecting")
         finally:
-            self._listening = False
+            self._listener = None
+            self._watched.clear()  # registered by this connection, which is going
             self.end_all(INTERRUPTED)  # notifications may be missed from here on
             connection.terminate()
 
@@ -201,6 +261,7 @@ class EventHub:
                 self._on_message_piece(subscriptions, int(message), part, piece)
         elif kind == "chat_deleted":
             chat_id = int(rest)
+            self._watched.discard(chat_id)  # its registration went with it
             for subscription in self._subscriptions.pop(chat_id, ()):
                 subscription.end(chat_deleted_event(chat_id))
 

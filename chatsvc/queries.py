@@ -27,6 +27,9 @@ LIST_MESSAGES_BEFORE = statement("list_messages_before", ":val")
 LIST_MESSAGES_AFTER = statement("list_messages_after", ":val")
 LIST_MESSAGE_EVENTS = statement("list_message_events", ":many")
 GET_LATEST_MESSAGE_ID = statement("get_latest_message_id", ":val")
+WATCH_CHAT = statement("watch_chat", ":val")
+UNWATCH_CHAT = statement("unwatch_chat", ":exec")
+FORGET_GONE_LISTENERS = statement("forget_gone_listeners", ":exec")
 PURGE_CHAT_IDEMPOTENCY_KEYS = statement("purge_chat_idempotency_keys", ":val")
 PURGE_MESSAGE_IDEMPOTENCY_KEYS = statement("purge_message_idempotency_keys", ":val")
 LIST_APPLIED_MIGRATIONS = statement("list_applied_migrations", ":many")
@@ -176,6 +179,22 @@ async def list_message_events(
     async with db.connection() as conn:
         rows = await conn.fetch(LIST_MESSAGE_EVENTS, chat_id, after, up_to, limit)
     return [(row["id"], row["message"]) for row in rows]
+
+
+# The next three run on a process's LISTEN connection (chatsvc/events.py), not the pool.
+
+
+async def watch_chat(listener: asyncpg.Connection, chat_id: int) -> bool:
+    """Registers the listener as watching the chat; False when there is no such chat."""
+    return await listener.fetchval(WATCH_CHAT, chat_id) is not None
+
+
+async def unwatch_chat(listener: asyncpg.Connection, chat_id: int) -> None:
+    await listener.execute(UNWATCH_CHAT, chat_id)
+
+
+async def forget_gone_listeners(listener: asyncpg.Connection) -> None:
+    await listener.execute(FORGET_GONE_LISTENERS)
 
 
 async def purge_idempotency_keys(

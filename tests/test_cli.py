@@ -163,13 +163,13 @@ def test_migrate_apply_list_and_rollback(make_database: Callable[[], str]) -> No
         return result.stdout
 
     assert "pending  0001.create-chats-and-messages" in migrate("--list")
-    assert "applied 3 migration(s)" in migrate()
-    assert "applied  0003.notify-chat-events" in migrate("--list")
+    assert "applied 4 migration(s)" in migrate()
+    assert "applied  0004.notify-only-watched-chats" in migrate("--list")
     assert "rolled back 1 migration(s)" in migrate("--rollback", "--count", "1")
     listing = migrate("--list")
-    assert "pending  0003.notify-chat-events" in listing
-    assert "applied  0002.create-idempotency-keys" in listing
-    assert "rolled back 2 migration(s)" in migrate("--rollback")
+    assert "pending  0004.notify-only-watched-chats" in listing
+    assert "applied  0003.notify-chat-events" in listing
+    assert "rolled back 3 migration(s)" in migrate("--rollback")
     assert "pending  0001.create-chats-and-messages" in migrate("--list")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import asyncpg
@@ -290,6 +290,7 @@ async def test_a_subscriber_that_falls_behind_is_dropped_without_holding_up_the_
     try:
         chat_id = await db.fetchval("INSERT INTO chats (title) VALUES ('slow') RETURNING id")
         with hub.subscribe(chat_id) as reading, hub.subscribe(chat_id) as stalled:
+            assert await hub.watch(chat_id)
             received = []
             for n in range(12):
                 await db.fetchrow(queries.CREATE_MESSAGE, chat_id, f"m{n}")
@@ -383,3 +384,87 @@ async def test_a_resume_point_past_every_id_is_accepted_and_sends_nothing_below_
     assert (await client.delete(f"/chats/{chat['id']}")).status == 204
     assert (await stream.event()).event == "chat_deleted"
     stream.close()
+
+
+# -- who pays for NOTIFY --------------------------------------------------------
+
+
+async def notifications_during(listener: asyncio.Queue[str], action: Awaitable[Any]) -> list[str]:
+    await action
+    await asyncio.sleep(0.3)  # a NOTIFY arrives within milliseconds of its commit
+    heard = []
+    while not listener.empty():
+        heard.append(listener.get_nowait())
+    return heard
+
+
+async def watchers(db: asyncpg.Connection, chat_id: int) -> int:
+    count: int = await db.fetchval("SELECT count(*) FROM chat_listeners WHERE chat_id = $1", chat_id)
+    return count
+
+
+async def test_sends_notify_only_while_some_stream_watches_their_chat(
+    aiohttp_client: AiohttpClient, settings: Settings, db: asyncpg.Connection, database_url: str
+) -> None:
+    # Heartbeats every 0.1 s: the service notices a client has gone at its next write.
+    client = await aiohttp_client(create_app(settings.model_copy(update={"sse_heartbeat": 0.1})))
+    chat = await create_chat(client)
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    eavesdropper = await asyncpg.connect(database_url)
+    await eavesdropper.add_listener("chatsvc_events", lambda *args: heard.put_nowait(args[-1]))
+    try:
+        assert await notifications_during(heard, send(client, chat["id"], "unwatched")) == []
+        stream = await open_stream(client, chat["id"])
+        assert await watchers(db, chat["id"]) == 1
+        second = await open_stream(client, chat["id"])  # the same process: still one registration
+        assert await watchers(db, chat["id"]) == 1
+        watched = await notifications_during(heard, send(client, chat["id"], "watched"))
+        assert [payload.split(" ")[0] for payload in watched] == ["message"]
+        assert [m["text"] for m in await stream.messages(1)] == ["watched"]
+        stream.close()
+        second.close()
+        for _ in range(100):  # unregistered once the process notices its last stream has gone
+            if await watchers(db, chat["id"]) == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert await watchers(db, chat["id"]) == 0
+        assert await notifications_during(heard, send(client, chat["id"], "unwatched again")) == []
+        # A stream resuming over the unwatched gap gets what was sent meanwhile.
+        resumed = await open_stream(client, chat["id"], "?after=0")
+        assert [m["text"] for m in await resumed.messages(3)] == ["unwatched", "watched", "unwatched again"]
+        resumed.close()
+    finally:
+        await eavesdropper.close()
+
+
+async def test_a_watched_chat_deleted_takes_its_registrations_with_it(
+    client: Client, db: asyncpg.Connection
+) -> None:
+    chat = await create_chat(client)
+    stream = await open_stream(client, chat["id"])
+    assert await watchers(db, chat["id"]) == 1
+    assert (await client.delete(f"/chats/{chat['id']}")).status == 204
+    assert (await stream.event()).event == "chat_deleted"
+    assert await watchers(db, chat["id"]) == 0
+
+
+async def test_registrations_of_gone_listeners_are_pruned_when_a_listener_connects(
+    client: Client, db: asyncpg.Connection
+) -> None:
+    chat = await create_chat(client)
+    stream = await open_stream(client, chat["id"])
+    own = await db.fetchval("SELECT listener_pid FROM chat_listeners WHERE chat_id = $1", chat["id"])
+    # A process that was killed left this behind (no backend has this pid).
+    gone = await db.fetchval("SELECT max(pid) + 100000 FROM pg_stat_activity")
+    await db.execute("INSERT INTO chat_listeners VALUES ($1, $2)", chat["id"], gone)
+    await db.execute("SELECT pg_terminate_backend($1)", own)
+    await stream.ends()
+    for _ in range(100):  # the listener reconnects by itself, and prunes
+        if not await db.fetchval(
+            "SELECT count(*) FROM chat_listeners WHERE listener_pid = ANY($1::int[])", [own, gone]
+        ):
+            break
+        await asyncio.sleep(0.05)
+    assert not await db.fetchval(
+        "SELECT count(*) FROM chat_listeners WHERE listener_pid = ANY($1::int[])", [own, gone]
+    )

@@ -12,7 +12,7 @@ import pytest
 from chatsvc import migrate
 
 MIGRATIONS = Path(__file__).parents[1] / "migrations"
-TABLES = {"chats", "messages", "chat_idempotency_keys", "message_idempotency_keys"}
+TABLES = {"chats", "messages", "chat_idempotency_keys", "message_idempotency_keys", "chat_listeners"}
 
 
 def tables(url: str) -> set[str]:

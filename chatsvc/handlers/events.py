@@ -35,10 +35,13 @@ async def chat_events(request: web.Request) -> web.StreamResponse:
     chat_id = path_id(request, "chat_id")
     resume_after = resume_point(request)
     db = request.app[DATABASE]
-    with request.app[EVENTS].subscribe(chat_id) as subscription:
-        # Read after subscribing: whatever commits later arrives live.
+    hub = request.app[EVENTS]
+    with hub.subscribe(chat_id) as subscription:
+        # Read after subscribing and watching: whatever commits later arrives live.
+        if not await hub.watch(chat_id):
+            raise chat_not_found(chat_id)
         latest = await queries.get_latest_message_id(db, chat_id)
-        if latest is None:
+        if latest is None:  # deleted since
             raise chat_not_found(chat_id)
         response = web.StreamResponse(headers=HEADERS)
         if request.method == "HEAD":
