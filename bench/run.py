@@ -1,11 +1,13 @@
 """The load benchmark: chatsvc against the ceilings of this machine, in one run.
 
-    python bench/run.py [--duration 10] [--connections 32] [--json bench-results.json]
+    python bench/run.py [--runs 3] [--duration 10] [--connections 32] [--json bench-results.json]
 
 Starts its own embedded PostgreSQL (in a temporary directory, durable settings
 as in production) and `chatsvc serve`, prefills data through SQL, drives each
 scenario with wrk on 127.0.0.1 for a fixed time, stops everything it started,
 and prints a table (requests/s, p50, p99, errors), written as JSON too.
+Everything runs --runs times on the same data; the table holds the medians,
+and each ratio is the median of the ratios measured within one run.
 
 Ceilings, measured in the same run: a bare aiohttp handler answering a
 constant body as large as a get_chat answer (what the HTTP stack can do at
@@ -72,7 +74,7 @@ def ensure_wrk() -> str:
     return found
 
 
-def prefill(url: str) -> tuple[dict[str, int], dict[int, list[int]]]:
+def prefill(url: str, runs: int) -> tuple[dict[str, int], dict[int, list[int]]]:
     """The data every scenario reads, written through SQL (triggers off: no NOTIFY storm)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET session_replication_role = replica")
@@ -97,7 +99,7 @@ def prefill(url: str) -> tuple[dict[str, int], dict[int, list[int]]]:
         deletable: dict[int, list[int]] = {}
         for size in DELETE_SIZES:
             doomed = [row[0] for row in conn.execute(
-                "INSERT INTO chats (title) SELECT 'doomed' FROM generate_series(1, %s) RETURNING id", (DELETES_EACH,)
+                "INSERT INTO chats (title) SELECT 'doomed' FROM generate_series(1, %s) RETURNING id", (DELETES_EACH * runs,)
             ).fetchall()]  # fmt: skip
             conn.execute(
                 "INSERT INTO messages (chat_id, text) SELECT c, 'message ' || n"
@@ -259,19 +261,90 @@ def soak(binary: str, base: str, pid: int, data: dict[str, int], seconds: int) -
             "change_after_first_minute": (settled[-1] - settled[0]) / settled[0]}  # fmt: skip
 
 
+def one_run(
+    binary: str, url: str, data: dict[str, int], deletable: dict[int, list[int]],
+    args: argparse.Namespace, work: Path,
+) -> dict[str, Any]:  # fmt: skip
+    """Every scenario and both ceilings, once: ratios are only compared within a run."""
+    results: dict[str, dict[str, Any]] = {}
+    port, second_port = free_port(), free_port()
+    env = {**os.environ, "DATABASE_URL": url, "CHATSVC_LOG_LEVEL": "WARNING"}
+    base = f"http://127.0.0.1:{port}"
+    serve = [sys.executable, "-m", "chatsvc", "serve"]
+    with process([*serve, "--port", str(port)], env, port):
+        sample = urllib.request.urlopen(f"{base}/chats/{data['CHATS_FIRST']}?limit=20").read()
+        for scenario in SCENARIOS:
+            print(f"{scenario} ...", file=sys.stderr)
+            results[scenario] = wrk(binary, base, scenario, data, args)
+        print("delete_chat ...", file=sys.stderr)
+        deletes = delete_chat(base, deletable)
+        with process([*serve, "--port", str(second_port)], env, second_port):
+            print(f"sse: {SUBSCRIBERS} subscribers on two processes ...", file=sys.stderr)
+            chat = json.loads(urllib.request.urlopen(urllib.request.Request(
+                f"{base}/chats/", data=b'{"title": "live"}', headers={"Content-Type": "application/json"}
+            )).read())  # fmt: skip
+            sse = asyncio.run(sse_delivery([base, f"http://127.0.0.1:{second_port}"], chat["id"]))
+    with process([*serve, "--port", str(port), "--workers", "2"], env, port):
+        for scenario in ("get_chat", "post_message"):
+            print(f"{scenario}, 2 workers ...", file=sys.stderr)
+            results[f"{scenario}_workers2"] = wrk(binary, base, scenario, data, args)
+    body = work / "body.json"
+    body.write_bytes(sample)
+    ceiling_port = free_port()
+    with process(
+        [sys.executable, str(HERE / "ceiling.py"), str(ceiling_port), str(body)], os.environ, ceiling_port
+    ):
+        print("ceiling: bare aiohttp ...", file=sys.stderr)
+        results["ceiling_http"] = wrk(binary, f"http://127.0.0.1:{ceiling_port}", "ceiling", data, args)
+    print("ceiling: pgbench get_chat ...", file=sys.stderr)
+    socket_dir = parse_qs(urlsplit(url).query)["host"][0]
+    results["ceiling_pgbench"] = pgbench({"host": socket_dir, "db": "chatsvc"}, data, args, work)
+    return {"results": results, "delete_chat": deletes, "sse": sse, "ratios": ratios(results, deletes)}
+
+
+def ratios(results: dict[str, dict[str, Any]], deletes: dict[str, float]) -> dict[str, float]:
+    http = results["ceiling_http"]["rps"]
+    measured = {
+        "get_chat / ceiling_http": results["get_chat"]["rps"] / http,
+        "post_message / ceiling_http": results["post_message"]["rps"] / http,
+        "get_chat_workers2 / ceiling_http": results["get_chat_workers2"]["rps"] / http,
+        "post_message_workers2 / ceiling_http": results["post_message_workers2"]["rps"] / http,
+        "get_chat / ceiling_pgbench": results["get_chat"]["rps"] / results["ceiling_pgbench"]["rps"],
+        "get_chat_big / get_chat": results["get_chat_big"]["rps"] / results["get_chat"]["rps"],
+        "history_deep / history": results["history_deep"]["rps"] / results["history"]["rps"],
+        "delete 100k / delete 10k (linear: 10)": deletes["100000_messages_ms"] / deletes["10000_messages_ms"],
+    }
+    for read in ("get_chat", "get_chat_big", "history", "history_deep"):
+        measured[f"{read} p99 / p50 (target <= 4)"] = results[read]["p99_ms"] / results[read]["p50_ms"]
+    return measured
+
+
+def median_of(runs: list[dict[str, Any]], *path: str) -> Any:
+    """The median across runs of the value at path; None where a run has none."""
+    values = []
+    for run in runs:
+        value: Any = run
+        for key in path:
+            value = value[key]
+        values.append(value)
+    return None if None in values else statistics.median(values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--runs", type=int, default=3, help="runs of everything; medians are reported")
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
     parser.add_argument(
         "--soak", type=int, default=0, help="also run mixed load this many seconds, sampling RSS"
     )
     args = parser.parse_args()
     binary = ensure_wrk()
-    results: dict[str, dict[str, Any]] = {}
+    runs: list[dict[str, Any]] = []
+    soaked: dict[str, Any] = {}
     with (
         tempfile.TemporaryDirectory(prefix="chatsvc-bench-") as tmp,
         EmbeddedPostgres(Path(tmp) / "pg") as server,
@@ -281,75 +354,45 @@ def main() -> None:
         url = server.url()
         migrate.apply(url)
         print("prefilling ...", file=sys.stderr)
-        data, deletable = prefill(url)
-        port, second_port = free_port(), free_port()
-        env = {**os.environ, "DATABASE_URL": url, "CHATSVC_LOG_LEVEL": "WARNING"}
-        base = f"http://127.0.0.1:{port}"
-        serve = [sys.executable, "-m", "chatsvc", "serve"]
-        results_soak: dict[str, Any] = {}
-        with process([*serve, "--port", str(port)], env, port) as service:
-            sample = urllib.request.urlopen(f"{base}/chats/{data['CHATS_FIRST']}?limit=20").read()
-            for scenario in SCENARIOS:
-                print(f"{scenario} ...", file=sys.stderr)
-                results[scenario] = wrk(binary, base, scenario, data, args)
-            if args.soak:
+        data, deletable = prefill(url, args.runs)
+        for n in range(args.runs):
+            print(f"run {n + 1} of {args.runs}", file=sys.stderr)
+            this_run = {
+                size: chats[n * DELETES_EACH : (n + 1) * DELETES_EACH] for size, chats in deletable.items()
+            }
+            runs.append(one_run(binary, url, data, this_run, args, work))
+        if args.soak:
+            port = free_port()
+            env = {**os.environ, "DATABASE_URL": url, "CHATSVC_LOG_LEVEL": "WARNING"}
+            with process(
+                [sys.executable, "-m", "chatsvc", "serve", "--port", str(port)], env, port
+            ) as service:
                 print(f"soak: mixed for {args.soak} s, sampling RSS ...", file=sys.stderr)
-                results_soak = soak(binary, base, service.pid, data, args.soak)
-            print("delete_chat ...", file=sys.stderr)
-            deletes = delete_chat(base, deletable)
-            with process([*serve, "--port", str(second_port)], env, second_port):
-                print(f"sse: {SUBSCRIBERS} subscribers on two processes ...", file=sys.stderr)
-                chat = json.loads(urllib.request.urlopen(urllib.request.Request(
-                    f"{base}/chats/", data=b'{"title": "live"}', headers={"Content-Type": "application/json"}
-                )).read())  # fmt: skip
-                sse = asyncio.run(sse_delivery([base, f"http://127.0.0.1:{second_port}"], chat["id"]))
-        with process([*serve, "--port", str(port), "--workers", "2"], env, port):
-            for scenario in ("get_chat", "post_message"):
-                print(f"{scenario}, 2 workers ...", file=sys.stderr)
-                results[f"{scenario}_workers2"] = wrk(binary, base, scenario, data, args)
-        body = work / "body.json"
-        body.write_bytes(sample)
-        ceiling_port = free_port()
-        with process(
-            [sys.executable, str(HERE / "ceiling.py"), str(ceiling_port), str(body)], os.environ, ceiling_port
-        ):
-            print("ceiling: bare aiohttp ...", file=sys.stderr)
-            results["ceiling_http"] = wrk(binary, f"http://127.0.0.1:{ceiling_port}", "ceiling", data, args)
-        print("ceiling: pgbench get_chat ...", file=sys.stderr)
-        socket_dir = parse_qs(urlsplit(url).query)["host"][0]
-        results["ceiling_pgbench"] = pgbench({"host": socket_dir, "db": "chatsvc"}, data, args, work)
-    http = results["ceiling_http"]["rps"]
-    ratios = {
-        "get_chat / ceiling_http": results["get_chat"]["rps"] / http,
-        "post_message / ceiling_http": results["post_message"]["rps"] / http,
-        "get_chat_big / get_chat": results["get_chat_big"]["rps"] / results["get_chat"]["rps"],
-        "history_deep / history": results["history_deep"]["rps"] / results["history"]["rps"],
-        "get_chat / ceiling_pgbench": results["get_chat"]["rps"] / results["ceiling_pgbench"]["rps"],
-        "get_chat_workers2 / ceiling_http": results["get_chat_workers2"]["rps"] / http,
-        "post_message_workers2 / ceiling_http": results["post_message_workers2"]["rps"] / http,
-        "delete 100k / delete 10k (linear: 10)": deletes["100000_messages_ms"] / deletes["10000_messages_ms"],
-    }
-    print(f"\n{'scenario':<18}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-    for name, measured in results.items():
-        p50 = "-" if measured["p50_ms"] is None else f"{measured['p50_ms']:.2f}"
-        p99 = "-" if measured["p99_ms"] is None else f"{measured['p99_ms']:.2f}"
-        print(f"{name:<18}{measured['rps']:>10.0f}{p50:>10}{p99:>10}{measured['errors']:>8}")
-    print(f"\ndelete_chat median ms: {deletes}")
-    print(f"sse delivery: {sse}")
-    if results_soak:
-        print(f"soak: {results_soak}")
-    print()
-    for name, ratio in ratios.items():
-        print(f"{name:<30}{ratio:>8.2f}")
+                soaked = soak(binary, f"http://127.0.0.1:{port}", service.pid, data, args.soak)
+    print(f"\nmedians of {args.runs} run(s), {args.duration} s per scenario, {args.connections} connections")
+    print(f"\n{'scenario':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    for name in runs[0]["results"]:
+        rps, p50, p99, errors = (
+            median_of(runs, "results", name, field) for field in ("rps", "p50_ms", "p99_ms", "errors")
+        )
+        p50_text = "-" if p50 is None else f"{p50:.2f}"
+        p99_text = "-" if p99 is None else f"{p99:.2f}"
+        print(f"{name:<22}{rps:>10.0f}{p50_text:>10}{p99_text:>10}{errors:>8}")
+    print(
+        f"\ndelete_chat median ms: { {size: median_of(runs, 'delete_chat', size) for size in runs[0]['delete_chat']} }"
+    )
+    for field in ("p50_ms", "p99_ms"):
+        print(f"sse delivery {field}: median {median_of(runs, 'sse', field):.1f}"
+              f" (deliveries {[run['sse']['deliveries'] for run in runs]} of {runs[0]['sse']['expected']} each)")  # fmt: skip
+    if soaked:
+        print(f"soak: {soaked}")
+    print(f"\n{'ratio (median; each run)':<42}")
+    for name in runs[0]["ratios"]:
+        each = ", ".join(f"{run['ratios'][name]:.2f}" for run in runs)
+        print(f"{name:<42}{median_of(runs, 'ratios', name):>8.2f}   ({each})")
     args.json.write_text(
         json.dumps(
-            {
-                "results": results,
-                "delete_chat": deletes,
-                "sse": sse,
-                "ratios": ratios,
-                "args": vars(args) | {"json": str(args.json)},
-            },
+            {"runs": runs, "soak": soaked, "args": vars(args) | {"json": str(args.json)}},
             indent=2,
         )
     )

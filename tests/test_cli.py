@@ -308,6 +308,14 @@ def test_serve_with_workers_shares_the_port_and_stops_them_all(tmp_path: Path) -
     """--workers 2 on the embedded database: migrations once, both workers serve, SIGTERM stops all."""
     env = environment(CHATSVC_DATA_DIR=str(tmp_path / "data"))
     with serving(env, "--workers", "2") as (base, process):
+        # The port answers once the first worker listens; wait for the second.
+        # A generated X-Request-ID starts with its process's random prefix.
+        prefixes: set[str] = set()
+        deadline = time.monotonic() + 30
+        while len(prefixes) < 2 and time.monotonic() < deadline:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=10) as response:
+                prefixes.add(response.headers["X-Request-ID"][:16])
+        assert len(prefixes) == 2
         status, chat = call("POST", f"{base}/chats/", {"title": "workers"})
         assert status == 201
         for n in range(60):  # a new connection each: the kernel spreads them over the workers
