@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import quote
 
 log = logging.getLogger(__name__)
@@ -110,11 +110,12 @@ class EmbeddedPostgres:
             log.info("adopting the PostgreSQL already running in %s", self.pgdata)
         self._create_database()
 
-    def stop(self) -> None:
+    def stop(self, mode: Literal["fast", "immediate"] = "fast") -> None:
+        """Stops the server if this object started it; "immediate" stops it as a crash would."""
         if not self._started_here:
             return
         self._started_here = False
-        self._run("pg_ctl", "stop", "-D", str(self.pgdata), "-m", "fast", "-w", "-t", "60")
+        self._run("pg_ctl", "stop", "-D", str(self.pgdata), "-m", mode, "-w", "-t", "60")
         if self._socket_dir is not None and self._socket_dir.parent == Path(tempfile.gettempdir()):
             shutil.rmtree(self._socket_dir, ignore_errors=True)
         self._socket_dir = None

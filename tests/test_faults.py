@@ -1,0 +1,164 @@
+"""Acknowledged means durable: PostgreSQL or the service killed under load.
+
+Each test runs its own durable PostgreSQL (fsync and synchronous commit on,
+as in production): with the test suite's crash-unsafe settings an
+acknowledged commit could legitimately vanish in a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+from pytest_aiohttp import AiohttpClient
+
+from chatsvc import migrate
+from chatsvc.app import create_app
+from chatsvc.embedded import EmbeddedPostgres
+from chatsvc.settings import Settings
+from tests.api import create_chat, problem
+from tests.test_cli import environment, serving
+
+SENDERS = 6
+ACQUIRE_TIMEOUT = 1.0
+STATEMENT_TIMEOUT = 2.0
+
+
+@pytest.fixture
+def durable_server(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
+    with EmbeddedPostgres(tmp_path / "pg", durable=True) as server:
+        migrate.apply(server.url())
+        yield server
+
+
+async def stored_messages(url: str) -> dict[str, list[int]]:
+    """Every stored message's ids by text (a text is sent once, so one id each)."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT text, id FROM messages ORDER BY id")
+        orphans = await conn.fetchval(
+            "SELECT count(*) FROM messages AS m WHERE NOT EXISTS (SELECT FROM chats WHERE id = m.chat_id)"
+        )
+    finally:
+        await conn.close()
+    assert orphans == 0
+    by_text: dict[str, list[int]] = collections.defaultdict(list)
+    for row in rows:
+        by_text[row["text"]].append(row["id"])
+    return by_text
+
+
+async def test_every_acknowledged_send_survives_a_crash_of_postgresql_and_the_service_recovers(
+    aiohttp_client: AiohttpClient, durable_server: EmbeddedPostgres
+) -> None:
+    settings = Settings(
+        database_url=durable_server.url(),
+        pool_acquire_timeout=ACQUIRE_TIMEOUT,
+        statement_timeout=STATEMENT_TIMEOUT,
+    )
+    client = await aiohttp_client(create_app(settings))
+    chats = [(await create_chat(client))["id"] for _ in range(3)]
+    acknowledged: dict[str, int] = {}  # text -> id, for every 201
+    refused: list[int] = []
+    slowest = 0.0
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    async def sender(n: int) -> None:
+        nonlocal slowest
+        ids: list[int] = []
+        sent = 0
+        while not stopping.is_set():
+            text = f"sender {n} message {sent}"
+            sent += 1
+            started = loop.time()
+            response = await client.post(f"/chats/{chats[n % len(chats)]}/messages/", json={"text": text})
+            slowest = max(slowest, loop.time() - started)
+            if response.status == 201:
+                ids.append((await response.json())["id"])
+                acknowledged[text] = ids[-1]
+            else:
+                await problem(response, 503)
+                refused.append(response.status)
+                await asyncio.sleep(0.05)
+        assert ids == sorted(ids)  # one client's sends, one after another: ids only grow
+
+    senders = [asyncio.create_task(sender(n)) for n in range(SENDERS)]
+    await asyncio.sleep(1.0)
+    before_crash = len(acknowledged)
+    await asyncio.to_thread(durable_server.stop, "immediate")  # what a crash looks like
+    await asyncio.sleep(1.5)
+    await asyncio.to_thread(durable_server.start)  # crash recovery replays the WAL
+    recovered = len(acknowledged)
+    for _ in range(200):  # the service comes back by itself: no restart
+        await asyncio.sleep(0.05)
+        if len(acknowledged) > recovered + SENDERS:
+            break
+    stopping.set()
+    await asyncio.gather(*senders)
+
+    assert before_crash > 0 and refused, (before_crash, len(refused))
+    assert len(acknowledged) > recovered + SENDERS, "the service did not recover"
+    # Never a hang: a request waits at most for a connection, then a statement.
+    assert slowest < ACQUIRE_TIMEOUT + STATEMENT_TIMEOUT + 2
+    stored = await stored_messages(durable_server.url())
+    for text, message_id in acknowledged.items():
+        assert stored.get(text) == [message_id], text  # there, exactly once, under its id
+    assert all(len(ids) == 1 for ids in stored.values())  # nothing stored twice
+
+
+async def test_killing_the_service_under_load_loses_no_acknowledged_send(
+    durable_server: EmbeddedPostgres,
+) -> None:
+    url = durable_server.url()
+    env = environment(DATABASE_URL=url)
+    acknowledged: dict[str, int] = {}
+    with serving(env) as (base, process):
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{base}/chats/", json={"title": "killed"}) as response:
+                chat_id = (await response.json())["id"]
+
+            async def sender(n: int) -> None:
+                sent = 0
+                while True:
+                    text = f"sender {n} message {sent}"
+                    sent += 1
+                    try:
+                        async with session.post(
+                            f"{base}/chats/{chat_id}/messages/", json={"text": text}
+                        ) as answer:
+                            assert answer.status == 201, await answer.text()
+                            acknowledged[text] = (await answer.json())["id"]
+                    except aiohttp.ClientError:
+                        return  # the service is gone
+
+            senders = [asyncio.create_task(sender(n)) for n in range(SENDERS)]
+            await asyncio.sleep(1.0)
+            process.send_signal(signal.SIGKILL)
+            await asyncio.wait_for(asyncio.gather(*senders), 30)
+    assert acknowledged
+    stored = await stored_messages(url)
+    for text, message_id in acknowledged.items():
+        assert stored.get(text) == [message_id], text
+    assert all(len(ids) == 1 for ids in stored.values())
+    # A new process serves all of it: page through the chat's whole history.
+    served: list[int] = []
+    with serving(env) as (base, _):
+        async with aiohttp.ClientSession() as session:
+            after = 0
+            while True:
+                async with session.get(f"{base}/chats/{chat_id}/messages/?after={after}&limit=100") as page:
+                    assert page.status == 200
+                    body = await page.json()
+                served += [message["id"] for message in body["messages"]]
+                if not body["has_more"]:
+                    break
+                after = served[-1]
+    assert set(acknowledged.values()) <= set(served)
+    assert served == sorted(served) and len(served) == sum(len(ids) for ids in stored.values())
