@@ -67,7 +67,12 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 async def events_ctx(app: web.Application) -> AsyncIterator[None]:
     database_url = app[SETTINGS].database_url
     assert database_url is not None  # open_database has checked it
-    app[EVENTS] = EventHub(database_url, statement_timeout=app[SETTINGS].statement_timeout)
+    settings = app[SETTINGS]
+    app[EVENTS] = EventHub(
+        database_url,
+        statement_timeout=settings.statement_timeout,
+        max_subscribers=settings.sse_max_streams,
+    )
     await app[EVENTS].start()
     yield
     await app[EVENTS].close()

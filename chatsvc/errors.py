@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 
 from chatsvc.db import DatabaseUnavailable
+from chatsvc.events import TooManySubscribers
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,10 @@ def problem_for(request: web.Request, exc: Exception) -> web.Response:
     """The answer to an exception a handler raised; re-raises aiohttp's redirects (below 400)."""
     if isinstance(exc, Problem):
         return _answer(exc)
+    if isinstance(exc, TooManySubscribers):
+        return _answer(
+            ServiceUnavailable("This process serves as many event streams as it may; retry shortly.")
+        )
     if isinstance(exc, DatabaseUnavailable):
         log.warning("database unavailable for %s %s", request.method, request.path, exc_info=exc)
         return _answer(ServiceUnavailable("The database is unavailable; retry shortly."))

@@ -67,6 +67,10 @@ INTERRUPTED = _ending("live updates were interrupted")
 SHUTTING_DOWN = _ending("the service is shutting down")
 
 
+class TooManySubscribers(Exception):
+    """The process already serves as many event streams as it may."""
+
+
 class Subscription:
     """One stream's pending events, bounded; the stream's writer takes them in order."""
 
@@ -110,10 +114,16 @@ class EventHub:
     """The process's listening connection and the subscriptions it feeds, by chat."""
 
     def __init__(
-        self, database_url: str, backlog: int = SUBSCRIBER_BACKLOG, statement_timeout: float = 10.0
+        self,
+        database_url: str,
+        backlog: int = SUBSCRIBER_BACKLOG,
+        statement_timeout: float = 10.0,
+        max_subscribers: int = 2000,
     ) -> None:
         self._database_url = database_url
         self._backlog = backlog
+        self._max_subscribers = max_subscribers
+        self.subscriber_count = 0
         self._statement_timeout = statement_timeout
         self._subscriptions: dict[int, set[Subscription]] = {}
         # Pieces of Message JSON too long for one notification, by message id.
@@ -125,10 +135,6 @@ class EventHub:
         self._watched: set[int] = set()
         self._watching = asyncio.Lock()
         self._unwatching: set[asyncio.Task[None]] = set()
-
-    @property
-    def subscriber_count(self) -> int:
-        return sum(len(subscriptions) for subscriptions in self._subscriptions.values())
 
     async def start(self) -> None:
         """Starts listening; waits for the first attempt, retries in the background."""
@@ -161,11 +167,15 @@ class EventHub:
         """
         if self._listener is None:
             raise DatabaseUnavailable("not listening for events")
+        if self.subscriber_count >= self._max_subscribers:
+            raise TooManySubscribers
         subscription = Subscription(chat_id, self._backlog)
         self._subscriptions.setdefault(chat_id, set()).add(subscription)
+        self.subscriber_count += 1
         try:
             yield subscription
         finally:
+            self.subscriber_count -= 1
             subscriptions = self._subscriptions.get(chat_id)
             if subscriptions is not None:
                 subscriptions.discard(subscription)

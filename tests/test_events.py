@@ -468,3 +468,30 @@ async def test_registrations_of_gone_listeners_are_pruned_when_a_listener_connec
     assert not await db.fetchval(
         "SELECT count(*) FROM chat_listeners WHERE listener_pid = ANY($1::int[])", [own, gone]
     )
+
+
+async def test_streams_past_the_per_process_limit_get_503_and_the_rest_keeps_working(
+    aiohttp_client: AiohttpClient, settings: Settings
+) -> None:
+    limited = settings.model_copy(update={"sse_max_streams": 2, "sse_heartbeat": 0.1})
+    client = await aiohttp_client(create_app(limited))
+    chat = await create_chat(client)
+    streams = [await open_stream(client, chat["id"]) for _ in range(2)]
+    refused = await client.get(f"/chats/{chat['id']}/events")
+    await problem(refused, 503)
+    assert refused.headers["Retry-After"]
+    assert (await client.get(f"/chats/{chat['id']}")).status == 200  # other requests are served
+    message = await send(client, chat["id"])
+    for stream in streams:
+        assert await stream.messages(1) == [message]
+    streams.pop().close()
+    for _ in range(100):  # a place frees once the service notices the client left
+        response = await client.get(f"/chats/{chat['id']}/events")
+        if response.status == 200:
+            break
+        response.close()
+        await asyncio.sleep(0.05)
+    assert response.status == 200
+    assert client.app[EVENTS].subscriber_count == 2
+    response.close()
+    streams[0].close()

@@ -36,7 +36,7 @@ async def chat_events(request: web.Request) -> web.StreamResponse:
     resume_after = resume_point(request)
     db = request.app[DATABASE]
     hub = request.app[EVENTS]
-    with hub.subscribe(chat_id) as subscription:
+    with hub.subscribe(chat_id) as subscription:  # TooManySubscribers: 503 (chatsvc/errors.py)
         # Read after subscribing and watching: whatever commits later arrives live.
         if not await hub.watch(chat_id):
             raise chat_not_found(chat_id)
