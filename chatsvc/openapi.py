@@ -111,11 +111,50 @@ class Operation:
     body: type[BaseModel] | None = None
     ok_headers: Mapping[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ("chats",)
+    # OpenAPI links from the success answer to what a client does next with it.
+    links: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _link(operation_id: str, **parameters: str) -> dict[str, Any]:
+    return {"operationId": operation_id, "parameters": parameters}
+
+
+# What a created chat or message leads to; tools such as schemathesis follow
+# these to test sequences (create, then read, send, delete).
+CHAT_LINKS = {
+    "GetChat": _link("get_chats_chat_id", chat_id="$response.body#/id"),
+    "SendMessage": _link("post_chats_chat_id_messages", chat_id="$response.body#/id"),
+    "ListMessages": _link("get_chats_chat_id_messages", chat_id="$response.body#/id"),
+    "DeleteChat": _link("delete_chats_chat_id", chat_id="$response.body#/id"),
+}
+MESSAGE_LINKS = {
+    "GetMessage": _link(
+        "get_chats_chat_id_messages_message_id",
+        chat_id="$response.body#/chat_id",
+        message_id="$response.body#/id",
+    ),
+}
 
 
 def _json(model: type[BaseModel]) -> dict[str, Any]:
     return {"application/json": {"schema": _ref(model)}}
 
+
+# One event of the stream: before OpenAPI 3.2 (itemSchema), the schema of an
+# event-stream media type describes each event, as tools read it.
+SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "event": {"enum": ["message", "chat_deleted"]},
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The message id (message events)."},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": 'The Message JSON, or {"chat_id": ID} for chat_deleted.',
+        },
+        "retry": {"type": "integer", "description": "Reconnect after this many milliseconds."},
+    },
+}
 
 OPERATIONS: Mapping[tuple[str, str], Operation] = {
     ("/chats", "GET"): Operation(
@@ -134,6 +173,7 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
         (IDEMPOTENCY_KEY,),
         models.ChatCreate,
         CREATED_HEADERS,
+        links=CHAT_LINKS,
     ),
     ("/chats/{chat_id}", "GET"): Operation(
         "A chat with its latest messages, oldest first",
@@ -189,6 +229,7 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
         (CHAT_ID, IDEMPOTENCY_KEY),
         models.MessageCreate,
         CREATED_HEADERS,
+        links=MESSAGE_LINKS,
     ),
     ("/chats/{chat_id}/messages/{message_id}", "GET"): Operation(
         "One message of a chat",
@@ -201,7 +242,7 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
         (
             200,
             EVENT_STREAM,
-            {"text/event-stream": {"schema": {"type": "string"}}},
+            {"text/event-stream": {"schema": SSE_EVENT}},
         ),
         (404, 422, 503),
         (
@@ -269,6 +310,8 @@ def _responses(operation: Operation, *, head: bool) -> dict[str, Any]:
         ok["content"] = content
     if operation.ok_headers:
         ok["headers"] = dict(operation.ok_headers)
+    if operation.links and not head:
+        ok["links"] = dict(operation.links)
     responses: dict[str, Any] = {str(status): ok}
     for problem in operation.problems:
         model = models.ValidationProblem if problem == 422 else models.Problem

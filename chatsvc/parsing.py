@@ -106,10 +106,12 @@ def resume_point(request: web.Request) -> int | None:
     """Where a resumed event stream picks up: Last-Event-ID, else ?after=, else None (live only).
 
     The header wins: EventSource sends it on reconnecting to the URL it first
-    opened, whose ?after= is older.
+    opened, whose ?after= is older. Both are checked: a malformed one is 422
+    even when the other would decide.
     """
+    after = cursor(request, "after")
     header = request.headers.getall("Last-Event-ID", [])
-    return _cursor(header, ["header", "Last-Event-ID"]) if header else cursor(request, "after")
+    return _cursor(header, ["header", "Last-Event-ID"]) if header else after
 
 
 def idempotency_key(request: web.Request) -> str | None:

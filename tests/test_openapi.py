@@ -52,6 +52,25 @@ async def test_every_route_is_documented_and_nothing_else(client: Client) -> Non
     assert documented == registered
 
 
+async def test_links_lead_to_documented_operations_and_parameters(client: Client) -> None:
+    doc = await document(client)
+    operations = {
+        described["operationId"]: {parameter["name"] for parameter in described.get("parameters", [])}
+        for item in doc["paths"].values()
+        for described in item.values()
+    }
+    links = [
+        link
+        for item in doc["paths"].values()
+        for described in item.values()
+        for answer in described["responses"].values()
+        for link in answer.get("links", {}).values()
+    ]
+    assert len(links) >= 5
+    for link in links:
+        assert set(link["parameters"]) <= operations[link["operationId"]], link
+
+
 async def test_schemas_are_the_models_own(client: Client) -> None:
     doc = await document(client)
     _, top = models_json_schema(

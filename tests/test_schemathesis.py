@@ -1,0 +1,39 @@
+"""schemathesis against the served API's own /openapi.json: every operation,
+every check it has, positive and negative cases, and stateful sequences.
+
+A short run (SCHEMATHESIS_SECONDS, default 30) in the test command; the
+README's reliability report gives the command for a long one. Settings, and
+the one contract rule they spell out, are in tests/schemathesis.toml.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.test_cli import environment, serving
+
+SECONDS = os.environ.get("SCHEMATHESIS_SECONDS", "30")
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+
+
+def test_schemathesis_finds_no_failure(make_database: Callable[[], str], tmp_path: Path) -> None:
+    env = environment(DATABASE_URL=make_database(), CHATSVC_LOG_LEVEL="WARNING")
+    with serving(env) as (base, _):
+        result = subprocess.run(
+            [
+                str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(CONFIG),
+                "run", f"{base}/openapi.json", "--checks", "all", "--max-time", SECONDS,
+                # One worker: with several, CPython 3.11's ast module (which
+                # hypothesis uses to describe strategies) can fail across threads.
+                "--workers", "1",
+                # Its speed heuristics judge this machine, not the API.
+                "--suppress-health-check", "too_slow",
+            ],
+            cwd=tmp_path, capture_output=True, text=True, timeout=int(SECONDS) + 300, check=False,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
+    assert " passed" in result.stdout and "failures" not in result.stdout.split("SUMMARY")[-1]
