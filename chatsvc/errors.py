@@ -114,7 +114,9 @@ def problem_for(request: web.Request, exc: Exception) -> web.Response:
             ServiceUnavailable("This process serves as many event streams as it may; retry shortly.")
         )
     if isinstance(exc, DatabaseUnavailable):
-        log.warning("database unavailable for %s %s", request.method, request.path, exc_info=exc)
+        # One line, no traceback: under overload every waiting request ends
+        # here at once, and formatting hundreds of tracebacks would add to it.
+        log.warning("database unavailable for %s %s (%s)", request.method, request.path, exc)
         return _answer(ServiceUnavailable("The database is unavailable; retry shortly."))
     if isinstance(exc, web.HTTPException):  # aiohttp's own: no route, wrong method
         if exc.status < 400:

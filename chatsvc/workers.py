@@ -44,6 +44,9 @@ def run(settings: Settings, *, reuse_port: bool = False) -> None:
         host=settings.host,
         port=settings.port,
         reuse_port=reuse_port or None,
+        # Connections a burst may open before the service accepts them; past
+        # it, clients wait for a SYN retry (1 s). aiohttp's default is 128.
+        backlog=1024,
         loop=new_event_loop(),
         print=None,
         access_log=None,  # chatsvc.observe writes one JSON line per request instead

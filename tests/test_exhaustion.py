@@ -1,0 +1,106 @@
+"""Resource exhaustion: slow and idle clients, and more requests than the pool serves.
+
+The bounds asserted here are starvation bounds (a normal request is answered,
+and within a second), not performance claims: those come from bench/run.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import aiohttp
+import asyncpg
+from aiohttp import ClientResponse
+from pytest_aiohttp import AiohttpClient
+
+from chatsvc.app import create_app
+from chatsvc.keys import DATABASE
+from chatsvc.settings import Settings
+from tests.api import create_chat, problem, waiting_on_a_lock
+from tests.test_cli import environment, serving
+
+SLOW_CLIENTS = 300
+IDLE_STREAMS = 300
+STARVATION_BOUND = 1.0  # seconds: a normal request slower than this counts as starved
+
+
+async def slowloris(port: int, stop: asyncio.Event) -> None:
+    """A client that sends its request's headers one byte at a time, forever."""
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        while not stop.is_set():
+            writer.write(b"a")
+            await writer.drain()
+            await asyncio.sleep(0.5)
+    except ConnectionError:
+        pass  # the service may close it; that is allowed
+    finally:
+        writer.close()
+
+
+async def idle_stream(port: int, chat_id: int, stop: asyncio.Event) -> None:
+    """An event stream that is opened and then never read."""
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET /chats/{chat_id}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await stop.wait()
+    writer.close()
+
+
+async def test_slow_and_idle_clients_do_not_starve_normal_requests(make_database: Callable[[], str]) -> None:
+    env = environment(DATABASE_URL=make_database(), CHATSVC_LOG_LEVEL="WARNING", CHATSVC_SSE_HEARTBEAT="1")
+    with serving(env) as (base, _):
+        port = int(base.rsplit(":", 1)[1])
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{base}/chats/", json={"title": "busy"}) as created:
+                chat_id = (await created.json())["id"]
+            stop = asyncio.Event()
+            attackers = [asyncio.create_task(slowloris(port, stop)) for _ in range(SLOW_CLIENTS)]
+            attackers += [asyncio.create_task(idle_stream(port, chat_id, stop)) for _ in range(IDLE_STREAMS)]
+            await asyncio.sleep(2)  # all connected, trickling and idling
+            slowest = 0.0
+            for n in range(50):
+                started = time.monotonic()
+                async with session.post(f"{base}/chats/{chat_id}/messages/", json={"text": f"m{n}"}) as sent:
+                    assert sent.status == 201
+                async with session.get(f"{base}/chats/{chat_id}?limit=5") as read:
+                    assert read.status == 200
+                slowest = max(slowest, time.monotonic() - started)
+            async with session.get(f"{base}/metrics") as scraped:
+                assert f"chatsvc_sse_subscribers {IDLE_STREAMS}.0" in await scraped.text()
+            stop.set()
+            await asyncio.gather(*attackers)
+    assert slowest < STARVATION_BOUND
+
+
+async def test_a_flood_past_the_pool_waits_a_bounded_time_then_gets_503(
+    aiohttp_client: AiohttpClient, database_url: str, other: asyncpg.Connection
+) -> None:
+    settings = Settings(database_url=database_url, pool_min_size=1, pool_max_size=1, pool_acquire_timeout=0.5)
+    client = await aiohttp_client(create_app(settings))
+    chat = await create_chat(client)
+    await other.execute("SELECT id FROM chats WHERE id = $1 FOR UPDATE", chat["id"])
+    # The pool's only connection now waits on that lock, inside a send.
+    stuck = await waiting_on_a_lock(other, client.post(f"/chats/{chat['id']}/messages/", json={"text": "x"}))
+
+    # 100 connections at once: fewer than the test server's listen backlog
+    # (128), past which connects wait for a SYN retry, 1 s later.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as flooding:
+
+        async def timed_read() -> tuple[float, ClientResponse]:
+            started = time.monotonic()
+            response = await flooding.get(client.make_url(f"/chats/{chat['id']}"))
+            await response.read()
+            return time.monotonic() - started, response
+
+        flood = await asyncio.gather(*(timed_read() for _ in range(100)))
+    for elapsed, response in flood:
+        await problem(response, 503)
+        assert response.headers["Retry-After"]
+        assert elapsed < 0.5 + STARVATION_BOUND  # the acquire timeout, then the answer
+    assert client.app[DATABASE].waiting == 0  # nobody is left in line
+    await other.execute("ROLLBACK")
+    assert (await stuck).status == 201
+    assert (await client.get(f"/chats/{chat['id']}")).status == 200
