@@ -275,9 +275,11 @@ def soak(binary: str, base: str, pid: int, data: dict[str, int], seconds: int) -
     while load.poll() is None:
         samples.append(round(rss_mib(pid), 1))
         time.sleep(10)
+    output = load.stdout.read() if load.stdout else ""
+    measured = json.loads(next((line for line in output.splitlines() if line.startswith("{")), "{}"))
     # The first minute warms caches up (prepared statements, metric children); flat is judged after it.
     settled = samples[6:] or samples
-    return {"seconds": seconds, "rss_mib": samples,
+    return {"seconds": seconds, "rss_mib": samples, "load": measured,
             "change_after_first_minute": (settled[-1] - settled[0]) / settled[0]}  # fmt: skip
 
 
@@ -356,7 +358,9 @@ def main() -> None:
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--runs", type=int, default=3, help="runs of everything; medians are reported")
+    parser.add_argument(
+        "--runs", type=int, default=3, help="runs of everything; medians are reported (0: only --soak)"
+    )
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
     parser.add_argument(
         "--soak", type=int, default=0, help="also run mixed load this many seconds, sampling RSS"
@@ -374,7 +378,7 @@ def main() -> None:
         url = server.url()
         migrate.apply(url)
         print("prefilling ...", file=sys.stderr)
-        data, deletable = prefill(url, args.runs)
+        data, deletable = prefill(url, max(args.runs, 1))
         for n in range(args.runs):
             print(f"run {n + 1} of {args.runs}", file=sys.stderr)
             this_run = {
@@ -389,27 +393,30 @@ def main() -> None:
             ) as service:
                 print(f"soak: mixed for {args.soak} s, sampling RSS ...", file=sys.stderr)
                 soaked = soak(binary, f"http://127.0.0.1:{port}", service.pid, data, args.soak)
-    print(f"\nmedians of {args.runs} run(s), {args.duration} s per scenario, {args.connections} connections")
-    print(f"\n{'scenario':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-    for name in runs[0]["results"]:
-        rps, p50, p99, errors = (
-            median_of(runs, "results", name, field) for field in ("rps", "p50_ms", "p99_ms", "errors")
+    if runs:
+        print(
+            f"\nmedians of {args.runs} run(s), {args.duration} s per scenario, {args.connections} connections"
         )
-        p50_text = "-" if p50 is None else f"{p50:.2f}"
-        p99_text = "-" if p99 is None else f"{p99:.2f}"
-        print(f"{name:<22}{rps:>10.0f}{p50_text:>10}{p99_text:>10}{errors:>8}")
-    print(
-        f"\ndelete_chat median ms: { {size: median_of(runs, 'delete_chat', size) for size in runs[0]['delete_chat']} }"
-    )
-    for field in ("p50_ms", "p99_ms"):
-        print(f"sse delivery {field}: median {median_of(runs, 'sse', field):.1f}"
-              f" (deliveries {[run['sse']['deliveries'] for run in runs]} of {runs[0]['sse']['expected']} each)")  # fmt: skip
+        print(f"\n{'scenario':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+        for name in runs[0]["results"]:
+            rps, p50, p99, errors = (
+                median_of(runs, "results", name, field) for field in ("rps", "p50_ms", "p99_ms", "errors")
+            )
+            p50_text = "-" if p50 is None else f"{p50:.2f}"
+            p99_text = "-" if p99 is None else f"{p99:.2f}"
+            print(f"{name:<22}{rps:>10.0f}{p50_text:>10}{p99_text:>10}{errors:>8}")
+        print(
+            f"\ndelete_chat median ms: { {size: median_of(runs, 'delete_chat', size) for size in runs[0]['delete_chat']} }"
+        )
+        for field in ("p50_ms", "p99_ms"):
+            print(f"sse delivery {field}: median {median_of(runs, 'sse', field):.1f}"
+                  f" (deliveries {[run['sse']['deliveries'] for run in runs]} of {runs[0]['sse']['expected']} each)")  # fmt: skip
+        print(f"\n{'ratio (median; each run)':<42}")
+        for name in runs[0]["ratios"]:
+            each = ", ".join(f"{run['ratios'][name]:.2f}" for run in runs)
+            print(f"{name:<42}{median_of(runs, 'ratios', name):>8.2f}   ({each})")
     if soaked:
         print(f"soak: {soaked}")
-    print(f"\n{'ratio (median; each run)':<42}")
-    for name in runs[0]["ratios"]:
-        each = ", ".join(f"{run['ratios'][name]:.2f}" for run in runs)
-        print(f"{name:<42}{median_of(runs, 'ratios', name):>8.2f}   ({each})")
     args.json.write_text(
         json.dumps(
             {"runs": runs, "soak": soaked, "args": vars(args) | {"json": str(args.json)}},
