@@ -128,7 +128,10 @@ class Database:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 # Handed something just as the wait timed out: pass it on.
                 handed = waiter.result()
-                self._free_slot() if handed is None else self._hand_over(handed)
+                if handed is None:
+                    self._free_slot()
+                else:
+                    self._hand_over(handed)
             else:
                 try:
                     self._waiters.remove(waiter)
