@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -51,6 +52,29 @@ def call(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int
         return error.code, json.loads(error.read())
 
 
+# Everything each served process has written so far, read as it comes: a
+# pipe nobody reads fills up (64 KiB) and then blocks the service's logging.
+_OUTPUT: dict[int, list[str]] = {}
+_READERS: dict[int, threading.Thread] = {}
+
+
+def _drain(process: subprocess.Popen[str]) -> threading.Thread:
+    lines = _OUTPUT.setdefault(process.pid, [])
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+
+    reader = _READERS[process.pid] = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return reader
+
+
+def output_of(process: subprocess.Popen[str]) -> str:
+    return "".join(_OUTPUT.get(process.pid, []))
+
+
 @contextmanager
 def serving(env: dict[str, str], *args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """`chatsvc serve` on a free port; yields its base URL once it answers /healthz."""
@@ -59,11 +83,12 @@ def serving(env: dict[str, str], *args: str) -> Iterator[tuple[str, subprocess.P
         [*CHATSVC, "serve", "--port", str(port), *args], env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
+    reader = _drain(process)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert process.poll() is None, output_of(process)
             try:
                 if call("GET", f"{base}/healthz")[0] == 200:
                     break
@@ -76,14 +101,17 @@ def serving(env: dict[str, str], *args: str) -> Iterator[tuple[str, subprocess.P
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
+        reader.join(timeout=10)
         if process.stdout:
             process.stdout.close()
 
 
 def stop(process: subprocess.Popen[str]) -> str:
+    """SIGTERM, a clean exit, and everything the process wrote."""
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
-    return process.stdout.read() if process.stdout else ""
+    _READERS[process.pid].join(timeout=10)  # to the end of the output
+    return output_of(process)
 
 
 def postgres_running(data_dir: Path) -> bool:
