@@ -13,7 +13,8 @@ import orjson
 import pytest
 
 from chatsvc import batching, queries
-from chatsvc.db import Database, DatabaseUnavailable
+from chatsvc.db import Database, DatabaseUnavailable, open_database
+from chatsvc.settings import Settings
 
 
 @pytest.fixture
@@ -108,3 +109,56 @@ async def test_a_failing_batch_statement_fails_every_read_in_it(
     results = await asyncio.gather(*reads, return_exceptions=True)
     await other.execute("ROLLBACK")
     assert all(isinstance(result, DatabaseUnavailable) for result in results), results
+
+
+async def fill_in_flight(db: Database, chat_id: int) -> list[asyncio.Task[str | None]]:
+    """MAX_IN_FLIGHT batches, each of one read, each holding a connection (started one by one)."""
+    running = []
+    for limit in range(1, batching.MAX_IN_FLIGHT + 1):
+        running.append(asyncio.create_task(queries.get_chat_with_latest_messages(db, chat_id, limit)))
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if db.size - db.idle == limit:
+                break
+    assert db.size - db.idle == batching.MAX_IN_FLIGHT
+    return running
+
+
+async def test_at_most_max_in_flight_batches_run_and_the_next_collects_meanwhile(
+    database_url: str, chats: list[int], other: asyncpg.Connection
+) -> None:
+    wide = await open_database(Settings(database_url=database_url, pool_max_size=10, pool_acquire_timeout=2))
+    try:
+        await other.execute(
+            "LOCK TABLE chats IN ACCESS EXCLUSIVE MODE"
+        )  # every read now blocks in its statement
+        running = await fill_in_flight(wide, chats[0])
+        queued = [
+            asyncio.create_task(queries.get_chat_with_latest_messages(wide, chat_id, 5)) for chat_id in chats
+        ]
+        await asyncio.sleep(0.1)
+        # The first ones hold a connection each; the rest wait together, holding none.
+        assert wide.size - wide.idle == batching.MAX_IN_FLIGHT
+        assert wide.waiting == 0
+        await other.execute("ROLLBACK")
+        answers = await asyncio.gather(*running, *queued)
+        assert all(answer is not None for answer in answers)
+    finally:
+        await wide.close()
+
+
+async def test_a_batch_that_waits_for_its_turn_past_the_acquire_timeout_is_unavailable(
+    database_url: str, chats: list[int], other: asyncpg.Connection
+) -> None:
+    wide = await open_database(
+        Settings(database_url=database_url, pool_max_size=10, pool_acquire_timeout=0.3)
+    )
+    try:
+        await other.execute("LOCK TABLE chats IN ACCESS EXCLUSIVE MODE")
+        running = await fill_in_flight(wide, chats[0])
+        with pytest.raises(DatabaseUnavailable):
+            await queries.get_chat_with_latest_messages(wide, chats[1], 5)
+        await other.execute("ROLLBACK")
+        assert all(answer is not None for answer in await asyncio.gather(*running))
+    finally:
+        await wide.close()
