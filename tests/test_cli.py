@@ -59,12 +59,12 @@ _READERS: dict[int, threading.Thread] = {}
 
 
 def _drain(process: subprocess.Popen[str]) -> threading.Thread:
-    lines = _OUTPUT.setdefault(process.pid, [])
+    lines: list[str] = []
+    _OUTPUT[process.pid] = lines  # fresh: a pid may be reused by a later test's process
 
     def read() -> None:
         assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
+        lines.extend(process.stdout)  # line by line, as they come
 
     reader = _READERS[process.pid] = threading.Thread(target=read, daemon=True)
     reader.start()

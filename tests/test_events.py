@@ -276,6 +276,12 @@ async def test_a_bad_resume_point_is_422(client: Client, value: str) -> None:
     if value.strip():  # aiohttp's client drops an empty header
         response = await client.get(f"/chats/{chat['id']}/events", headers={"Last-Event-ID": value})
         assert error_locations(await problem(response, 422)) == [["header", "Last-Event-ID"]]
+    # A bad ?after= is 422 even when a good Last-Event-ID decides where to resume.
+    response = await client.get(
+        f"/chats/{chat['id']}/events", params={"after": value}, headers={"Last-Event-ID": "0"}
+    )
+    assert response.status == 422  # before reading: a stream opened by mistake never ends
+    assert error_locations(await problem(response, 422)) == [["query", "after"]]
 
 
 # -- slow subscribers, lost listener, shutdown --------------------------------------
