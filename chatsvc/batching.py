@@ -58,21 +58,8 @@ class BatchedRead(Generic[K, V]):
             return await waiter
         batch = {key: []}
         self._collecting[db] = batch
-        in_flight = self._in_flight.get(db)
-        if in_flight is None:
-            in_flight = self._in_flight[db] = asyncio.Semaphore(MAX_IN_FLIGHT)
         try:
-            try:
-                async with asyncio.timeout(db.acquire_timeout):
-                    await in_flight.acquire()
-            except TimeoutError:
-                raise DatabaseUnavailable("TimeoutError") from None
-            try:
-                async with db.connection() as conn:
-                    self._close(db, batch)
-                    found = await self._fetch(conn, list(batch))
-            finally:
-                in_flight.release()
+            found = await self._run(db, batch)
         except BaseException as exc:
             self._close(db, batch)
             # The same failure for every request of the batch; a cancelled
@@ -88,6 +75,21 @@ class BatchedRead(Generic[K, V]):
                 if not waiter.done():  # a waiter whose request was cancelled
                     waiter.set_result(found.get(batch_key))
         return found.get(key)
+
+    async def _run(self, db: Database, batch: dict[K, list[asyncio.Future[V | None]]]) -> Mapping[K, V]:
+        """Waits for a turn and a connection, closes the batch, and fetches all of it."""
+        in_flight = self._in_flight.setdefault(db, asyncio.Semaphore(MAX_IN_FLIGHT))
+        try:
+            async with asyncio.timeout(db.acquire_timeout):
+                await in_flight.acquire()
+        except TimeoutError:
+            raise DatabaseUnavailable("TimeoutError") from None
+        try:
+            async with db.connection() as conn:
+                self._close(db, batch)
+                return await self._fetch(conn, list(batch))
+        finally:
+            in_flight.release()
 
     def _close(self, db: Database, batch: dict[K, list[asyncio.Future[V | None]]]) -> None:
         if self._collecting.get(db) is batch:
