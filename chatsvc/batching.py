@@ -1,15 +1,17 @@
-"""Reads that arrive together share one statement and one round trip.
+"""Statements that arrive together share one round trip.
 
-The first request for a read becomes the batch's runner: it waits for a
-connection (and for fewer than MAX_IN_FLIGHT batches of the read to be
-running), and every request for the same read that arrives meanwhile joins
-its batch instead of queueing for a connection of its own. Once the runner
-has its connection the batch closes, one statement answers all of it, and the
-next request starts a new batch. With a connection idle, a request runs at
-once, alone: batching only ever replaces waiting in line.
+The first request for a statement becomes the batch's runner: it waits for a
+connection (and for fewer than MAX_IN_FLIGHT batches of the statement to be
+running), and every request for the same statement that arrives meanwhile
+joins its batch instead of queueing for a connection of its own. Once the
+runner has its connection the batch closes, one statement answers all of it,
+and the next request starts a new batch. With a connection idle, a request
+runs at once, alone: batching only ever replaces waiting in line.
 
-Measured with bench/run.py (get_chat, 32 clients, 10 connections): see the
-README's Benchmark section.
+Used for get_chat (equal reads share one answer) and for sends (each send is
+its own key, compared by identity: two equal sends store two messages).
+Measured with bench/run.py at 32 clients and 10 connections: see the README's
+Benchmark section.
 """
 
 from __future__ import annotations
@@ -28,29 +30,30 @@ V = TypeVar("V")
 
 # A batch closes at this many distinct keys; the next request starts another.
 MAX_BATCH = 64
-# Batches of one read running at once, per pool. Fewer, larger batches cost
-# less per request than one round trip per free connection. get_chat at 32
-# clients, back to back against no limit: 0.31-0.34 of the HTTP ceiling
+# Batches of one statement running at once, per pool. Fewer, larger batches
+# cost less per request than one round trip per free connection. get_chat at
+# 32 clients, back to back against no limit: 0.31-0.34 of the HTTP ceiling
 # against 0.23-0.32, and p99 5-7 ms against 13-16 ms. The others wait, as a
 # batch, for one to finish: at most the pool's acquire timeout.
 MAX_IN_FLIGHT = 3
 
-Fetch = Callable[[asyncpg.Connection, Sequence[K]], Awaitable[Mapping[K, V]]]
+# Runs the statement for every key of a batch. A key missing from the result
+# gets None; a key mapped to an exception raises it (that request alone fails).
+Execute = Callable[[asyncpg.Connection, Sequence[K]], Awaitable[Mapping[K, V | Exception]]]
+_Batch = dict[K, list["asyncio.Future[V | None]"]]
 
 
-class BatchedRead(Generic[K, V]):
-    """One read (a function of many keys at once), batched per Database."""
+class Batched(Generic[K, V]):
+    """One statement (a function of many keys at once), batched per Database."""
 
-    def __init__(self, fetch: Fetch[K, V]) -> None:
-        self._fetch = fetch
+    def __init__(self, execute: Execute[K, V]) -> None:
+        self._execute = execute
         # Per pool: the batch whose runner is still waiting for a connection, or none.
-        self._collecting: WeakKeyDictionary[Database, dict[K, list[asyncio.Future[V | None]]]] = (
-            WeakKeyDictionary()
-        )
+        self._collecting: WeakKeyDictionary[Database, _Batch[K, V]] = WeakKeyDictionary()
         self._in_flight: WeakKeyDictionary[Database, asyncio.Semaphore] = WeakKeyDictionary()
 
-    async def get(self, db: Database, key: K) -> V | None:
-        """The value for key; None when fetch found nothing for it."""
+    async def run(self, db: Database, key: K) -> V | None:
+        """The value for key; None when the statement found nothing for it."""
         batch = self._collecting.get(db)
         if batch is not None and (key in batch or len(batch) < MAX_BATCH):
             waiter: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
@@ -59,7 +62,7 @@ class BatchedRead(Generic[K, V]):
         batch = {key: []}
         self._collecting[db] = batch
         try:
-            found = await self._run(db, batch)
+            results = await self._run_batch(db, batch)
         except BaseException as exc:
             self._close(db, batch)
             # The same failure for every request of the batch; a cancelled
@@ -71,13 +74,21 @@ class BatchedRead(Generic[K, V]):
                         waiter.set_exception(failure)
             raise
         for batch_key, waiters in batch.items():
+            result = results.get(batch_key)
             for waiter in waiters:
-                if not waiter.done():  # a waiter whose request was cancelled
-                    waiter.set_result(found.get(batch_key))
-        return found.get(key)
+                if waiter.done():  # a waiter whose request was cancelled
+                    continue
+                if isinstance(result, Exception):
+                    waiter.set_exception(result)
+                else:
+                    waiter.set_result(result)
+        result = results.get(key)
+        if isinstance(result, Exception):
+            raise result
+        return result
 
-    async def _run(self, db: Database, batch: dict[K, list[asyncio.Future[V | None]]]) -> Mapping[K, V]:
-        """Waits for a turn and a connection, closes the batch, and fetches all of it."""
+    async def _run_batch(self, db: Database, batch: _Batch[K, V]) -> Mapping[K, V | Exception]:
+        """Waits for a turn and a connection, closes the batch, and runs all of it."""
         in_flight = self._in_flight.setdefault(db, asyncio.Semaphore(MAX_IN_FLIGHT))
         try:
             async with asyncio.timeout(db.acquire_timeout):
@@ -87,10 +98,10 @@ class BatchedRead(Generic[K, V]):
         try:
             async with db.connection() as conn:
                 self._close(db, batch)
-                return await self._fetch(conn, list(batch))
+                return await self._execute(conn, list(batch))
         finally:
             in_flight.release()
 
-    def _close(self, db: Database, batch: dict[K, list[asyncio.Future[V | None]]]) -> None:
+    def _close(self, db: Database, batch: _Batch[K, V]) -> None:
         if self._collecting.get(db) is batch:
             del self._collecting[db]

@@ -6,13 +6,14 @@ Reads return the JSON PostgreSQL rendered, ready to send as a response body.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NamedTuple
 
 import asyncpg
 
-from chatsvc.batching import BatchedRead
-from chatsvc.db import Database
+from chatsvc.batching import Batched
+from chatsvc.db import UNAVAILABLE, Database
 from chatsvc.sql import statement
 
 CREATE_CHAT = statement("create_chat", ":one")
@@ -20,7 +21,7 @@ CREATE_CHAT_ONCE = statement("create_chat_once", ":one")
 LIST_CHATS = statement("list_chats", ":val")
 GET_CHATS_WITH_LATEST_MESSAGES = statement("get_chats_with_latest_messages", ":many")
 DELETE_CHAT = statement("delete_chat", ":val")
-CREATE_MESSAGE = statement("create_message", ":one")
+CREATE_MESSAGES = statement("create_messages", ":many")
 CREATE_MESSAGE_ONCE = statement("create_message_once", ":one")
 GET_MESSAGE = statement("get_message", ":val")
 LIST_MESSAGES_BEFORE = statement("list_messages_before", ":val")
@@ -108,7 +109,7 @@ async def _get_chats_with_latest_messages(
     return {(row["chat_id"], row["message_limit"]): row["chat"] for row in rows}
 
 
-_CHATS_WITH_LATEST_MESSAGES = BatchedRead(_get_chats_with_latest_messages)
+_CHATS_WITH_LATEST_MESSAGES = Batched(_get_chats_with_latest_messages)
 
 
 async def get_chat_with_latest_messages(db: Database, chat_id: int, message_limit: int) -> str | None:
@@ -116,7 +117,7 @@ async def get_chat_with_latest_messages(db: Database, chat_id: int, message_limi
 
     Batched with the same reads that arrive while every connection is busy.
     """
-    return await _CHATS_WITH_LATEST_MESSAGES.get(db, (chat_id, message_limit))
+    return await _CHATS_WITH_LATEST_MESSAGES.run(db, (chat_id, message_limit))
 
 
 async def delete_chat(db: Database, chat_id: int) -> bool:
@@ -126,11 +127,47 @@ async def delete_chat(db: Database, chat_id: int) -> bool:
     return deleted_id is not None
 
 
+@dataclass(frozen=True, eq=False, slots=True)
+class _Send:
+    """One send in a batch; compared by identity, as two equal sends store two messages."""
+
+    chat_id: int
+    text: str
+
+
+async def _create_messages(
+    conn: asyncpg.Connection, sends: Sequence[_Send]
+) -> dict[_Send, Created | Exception]:
+    try:
+        rows = await conn.fetch(
+            CREATE_MESSAGES, [send.chat_id for send in sends], [send.text for send in sends]
+        )
+    except asyncpg.PostgresError as exc:
+        if len(sends) == 1 or isinstance(exc, UNAVAILABLE):
+            raise
+        # A message the database refuses must not fail the sends batched with
+        # it: each runs alone, and only the refused one gets its error.
+        results: dict[_Send, Created | Exception] = {}
+        for send in sends:
+            try:
+                results.update(await _create_messages(conn, [send]))
+            except asyncpg.PostgresError as refused:
+                if isinstance(refused, UNAVAILABLE):
+                    raise
+                results[send] = refused
+        return results
+    return {sends[row["position"] - 1]: Created(row["id"], row["message"]) for row in rows}
+
+
+_SENDS = Batched(_create_messages)
+
+
 async def create_message(db: Database, chat_id: int, text: str) -> Created | None:
-    """The stored message, or None when the chat does not exist (or was just deleted)."""
-    async with db.connection() as conn:
-        row = await conn.fetchrow(CREATE_MESSAGE, chat_id, text)
-    return None if row is None else Created(row["id"], row["message"])
+    """The stored message, or None when the chat does not exist (or was just deleted).
+
+    Batched with the sends that arrive while every connection is busy.
+    """
+    return await _SENDS.run(db, _Send(chat_id, text))
 
 
 async def create_message_once(db: Database, chat_id: int, text: str, key: str) -> Created | None:

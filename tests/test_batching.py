@@ -1,4 +1,4 @@
-"""Batched reads (chatsvc/batching.py): reads that queue for a connection share one statement.
+"""Batching (chatsvc/batching.py): reads, and sends, that queue for a connection share one statement.
 
 Against the session's real PostgreSQL through the real pool and SQL file,
 with a pool of one connection held by the test, so that who waits is certain.
@@ -162,3 +162,55 @@ async def test_a_batch_that_waits_for_its_turn_past_the_acquire_timeout_is_unava
         assert all(answer is not None for answer in await asyncio.gather(*running))
     finally:
         await wide.close()
+
+
+# -- sends ------------------------------------------------------------------------
+
+
+async def stored(pool: Database, chat_id: int) -> list[tuple[int, str]]:
+    async with pool.connection() as conn:
+        rows = await conn.fetch("SELECT id, text FROM messages WHERE chat_id = $1 ORDER BY id", chat_id)
+    return [(row["id"], row["text"]) for row in rows]
+
+
+async def test_sends_queued_behind_a_busy_connection_join_one_batch_and_each_stores_its_own_message(
+    pool: Database, chats: list[int]
+) -> None:
+    empty, missing = chats[0], 2**62
+    wanted = [(chats[1], "a"), (empty, "b"), (missing, "c"), (empty, "d"), (empty, "d"), (chats[2], "e")]
+    held = await pool.acquire()
+    sends = [asyncio.create_task(queries.create_message(pool, *send)) for send in wanted]
+    await asyncio.sleep(0.05)
+    assert pool.waiting == 1  # the batch's runner; every other send joined its batch
+    pool.release(held)
+    created = await asyncio.gather(*sends)
+    assert created[2] is None  # no such chat: that send alone finds nothing
+    for (chat_id, text), message in zip(wanted, created, strict=True):
+        if message is not None:
+            body = orjson.loads(message.json)
+            assert (body["id"], body["chat_id"], body["text"]) == (message.id, chat_id, text)
+    # Two equal sends are two messages; a chat's messages are stored in the order they were sent.
+    ids_in_empty = [created[n].id for n in (1, 3, 4)]  # type: ignore[union-attr]
+    assert await stored(pool, empty) == list(zip(ids_in_empty, ["b", "d", "d"], strict=True))
+    assert ids_in_empty == sorted(ids_in_empty)
+
+
+async def test_a_message_the_database_refuses_fails_alone_and_the_rest_of_its_batch_is_stored(
+    pool: Database, chats: list[int], other: asyncpg.Connection
+) -> None:
+    """The database may refuse what the service accepted (here: a constraint a DBA added)."""
+    await other.execute("ROLLBACK")
+    await other.execute("ALTER TABLE messages ADD CONSTRAINT no_refused CHECK (text <> 'refused') NOT VALID")
+    try:
+        held = await pool.acquire()
+        texts = ["before", "refused", "after"]
+        sends = [asyncio.create_task(queries.create_message(pool, chats[0], text)) for text in texts]
+        await asyncio.sleep(0.05)
+        assert pool.waiting == 1
+        pool.release(held)
+        before, refused, after = await asyncio.gather(*sends, return_exceptions=True)
+        assert isinstance(refused, asyncpg.CheckViolationError)
+        assert [text for _, text in await stored(pool, chats[0])] == ["before", "after"]
+        assert isinstance(before, queries.Created) and isinstance(after, queries.Created)
+    finally:
+        await other.execute("ALTER TABLE messages DROP CONSTRAINT no_refused")

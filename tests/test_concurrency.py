@@ -27,7 +27,7 @@ async def test_a_send_waits_for_an_earlier_send_in_the_same_chat(
     client: Client, db: asyncpg.Connection, other: asyncpg.Connection
 ) -> None:
     chat = await create_chat(client)
-    first = await other.fetchrow(queries.CREATE_MESSAGE, chat["id"], "first")
+    first = await other.fetchrow(queries.CREATE_MESSAGES, [chat["id"]], ["first"])
     later = await waiting_on_a_lock(db, send(client, chat["id"], "later"))
     # Neither is visible yet: a reader never sees "later" without "first".
     assert await message_ids(client, chat["id"]) == []
@@ -41,7 +41,7 @@ async def test_a_delete_waits_for_a_send_in_progress_and_takes_its_message(
     client: Client, db: asyncpg.Connection, other: asyncpg.Connection
 ) -> None:
     chat = await create_chat(client)
-    await other.fetchrow(queries.CREATE_MESSAGE, chat["id"], "in flight")
+    await other.fetchrow(queries.CREATE_MESSAGES, [chat["id"]], ["in flight"])
     delete = await waiting_on_a_lock(db, client.delete(f"/chats/{chat['id']}"))
     await other.execute("COMMIT")
     assert (await delete).status == 204

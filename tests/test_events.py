@@ -299,7 +299,7 @@ async def test_a_subscriber_that_falls_behind_is_dropped_without_holding_up_the_
             assert await hub.watch(chat_id)
             received = []
             for n in range(12):
-                await db.fetchrow(queries.CREATE_MESSAGE, chat_id, f"m{n}")
+                await db.fetchrow(queries.CREATE_MESSAGES, [chat_id], [f"m{n}"])
                 event = await reading.next(5)
                 assert event is not None
                 received.append(event.message_id)

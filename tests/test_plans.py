@@ -102,15 +102,25 @@ async def test_latest_messages_read_only_limit_rows_from_the_index(
     assert not any(node["Node Type"] == "Seq Scan" for node in plan)
 
 
-async def test_send_locks_one_chat_row_by_its_key(plans: tuple[asyncpg.Connection, int]) -> None:
+@pytest.mark.parametrize("batch", [1, 3, 64])
+async def test_sends_lock_their_chats_rows_by_key(plans: tuple[asyncpg.Connection, int], batch: int) -> None:
+    """One send or a batch of them (to the big chat, small ones, twice to one, to a missing one)."""
     conn, chat_id = plans
+    others = await conn.fetch("SELECT id FROM chats WHERE id <> $1 ORDER BY id LIMIT $2", chat_id, batch)
+    chats = [chat_id, *(row["id"] for row in others)][: max(batch - 2, 1)]
+    if batch > 1:
+        chats += [chat_id, 2**62]  # the big chat again; no such chat
+    array = "{" + ",".join(map(str, chats)) + "}"
+    texts = "{" + ",".join(["planned"] * len(chats)) + "}"
     transaction = conn.transaction()
     await transaction.start()
-    plan = await explain(conn, queries.CREATE_MESSAGE, chat_id, "planned")
+    plan = await explain(conn, queries.CREATE_MESSAGES, array, texts)
     await transaction.rollback()  # EXPLAIN ANALYZE really inserts
     scans = [node for node in plan if node.get("Relation Name") == "chats"]
-    assert scans and all(node["Node Type"] == "Index Scan" for node in scans)
+    assert scans and all(node["Node Type"] == "Index Scan" for node in scans), plan
+    assert sum(node["Actual Rows"] for node in scans) == len(set(chats)) - (batch > 1)
     assert any(node["Node Type"] == "LockRows" for node in plan)
+    assert not any(node["Node Type"] == "Seq Scan" for node in plan)
 
 
 def no_table_sorted_or_scanned_whole(plan: list[dict[str, Any]], limit: int) -> None:

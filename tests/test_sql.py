@@ -77,7 +77,7 @@ def test_a_bad_file_fails_loading_with_its_name(tmp_path: Path, files: dict[str,
 def test_a_good_folder_loads() -> None:
     assert set(STATEMENTS) >= {
         "create_chat",
-        "create_message",
+        "create_messages",
         "delete_chat",
         "get_chats_with_latest_messages",
     }
