@@ -409,15 +409,21 @@ async def watchers(db: asyncpg.Connection, chat_id: int) -> int:
     return count
 
 
+async def eavesdrop(database_url: str) -> tuple[asyncpg.Connection, asyncio.Queue[str]]:
+    """A connection of its own listening on the events channel, and what it hears."""
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    eavesdropper = await asyncpg.connect(database_url)
+    await eavesdropper.add_listener("chatsvc_events", lambda *args: heard.put_nowait(args[-1]))
+    return eavesdropper, heard
+
+
 async def test_sends_notify_only_while_some_stream_watches_their_chat(
     aiohttp_client: AiohttpClient, settings: Settings, db: asyncpg.Connection, database_url: str
 ) -> None:
     # Heartbeats every 0.1 s: the service notices a client has gone at its next write.
     client = await aiohttp_client(create_app(settings.model_copy(update={"sse_heartbeat": 0.1})))
     chat = await create_chat(client)
-    heard: asyncio.Queue[str] = asyncio.Queue()
-    eavesdropper = await asyncpg.connect(database_url)
-    await eavesdropper.add_listener("chatsvc_events", lambda *args: heard.put_nowait(args[-1]))
+    eavesdropper, heard = await eavesdrop(database_url)
     try:
         assert await notifications_during(heard, send(client, chat["id"], "unwatched")) == []
         stream = await open_stream(client, chat["id"])
@@ -452,6 +458,30 @@ async def test_a_watched_chat_deleted_takes_its_registrations_with_it(
     assert (await client.delete(f"/chats/{chat['id']}")).status == 204
     assert (await stream.event()).event == "chat_deleted"
     assert await watchers(db, chat["id"]) == 0
+
+
+async def test_a_send_with_an_idempotency_key_is_live_once_and_its_retry_is_not_announced(
+    client: Client, database_url: str
+) -> None:
+    chat = await create_chat(client)
+    stream = await open_stream(client, chat["id"])
+    eavesdropper, heard = await eavesdrop(database_url)
+    try:
+
+        async def keyed_send() -> None:
+            response = await client.post(
+                f"/chats/{chat['id']}/messages/", json={"text": "once"}, headers={"Idempotency-Key": "k1"}
+            )
+            assert response.status == 201
+
+        assert len(await notifications_during(heard, keyed_send())) == 1
+        assert await notifications_during(heard, keyed_send()) == []  # a replay stores nothing
+        assert [m["text"] for m in await stream.messages(1)] == ["once"]
+        after = await send(client, chat["id"], "next")
+        assert [m["id"] for m in await stream.messages(1)] == [after["id"]]  # nothing in between
+    finally:
+        await eavesdropper.close()
+        stream.close()
 
 
 async def test_registrations_of_gone_listeners_are_pruned_when_a_listener_connects(
