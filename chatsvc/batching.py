@@ -89,12 +89,17 @@ class Batched(Generic[K, V]):
 
     async def _run_batch(self, db: Database, batch: _Batch[K, V]) -> Mapping[K, V | Exception]:
         """Waits for a turn and a connection, closes the batch, and runs all of it."""
-        in_flight = self._in_flight.setdefault(db, asyncio.Semaphore(MAX_IN_FLIGHT))
-        try:
-            async with asyncio.timeout(db.acquire_timeout):
-                await in_flight.acquire()
-        except TimeoutError:
-            raise DatabaseUnavailable("TimeoutError") from None
+        in_flight = self._in_flight.get(db)
+        if in_flight is None:
+            in_flight = self._in_flight[db] = asyncio.Semaphore(MAX_IN_FLIGHT)
+        if in_flight.locked():  # else acquire() returns at once: no timer to set
+            try:
+                async with asyncio.timeout(db.acquire_timeout):
+                    await in_flight.acquire()
+            except TimeoutError:
+                raise DatabaseUnavailable("TimeoutError") from None
+        else:
+            await in_flight.acquire()
         try:
             async with db.connection() as conn:
                 self._close(db, batch)

@@ -146,8 +146,11 @@ async def json_body(request: web.Request, model: type[Body], arrival_seconds: fl
     if (request.content_length or 0) > MAX_BODY_BYTES:  # refuse before reading it
         raise PayloadTooLarge(_TOO_LARGE)
     try:
-        async with asyncio.timeout(arrival_seconds):
-            raw = await request.read()  # stops past client_max_size, chunked or not
+        if request.content.is_eof():  # it came with the headers: nothing to wait for
+            raw = await request.read()
+        else:
+            async with asyncio.timeout(arrival_seconds):
+                raw = await request.read()  # stops past client_max_size, chunked or not
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(_TOO_LARGE) from None
     except TimeoutError:
