@@ -1,12 +1,12 @@
 """Statements that arrive together share one round trip.
 
-The first request for a statement becomes the batch's runner: it waits for a
-connection (and for fewer than MAX_IN_FLIGHT batches of the statement to be
-running), and every request for the same statement that arrives meanwhile
+The first request for a statement becomes the batch's runner: it waits for
+the statement's batch before it to finish (MAX_IN_FLIGHT) and for a
+connection, and every request for the same statement that arrives meanwhile
 joins its batch instead of queueing for a connection of its own. Once the
 runner has its connection the batch closes, one statement answers all of it,
-and the next request starts a new batch. With a connection idle, a request
-runs at once, alone: batching only ever replaces waiting in line.
+and the next request starts a new batch. When no batch of it is running, a
+request runs at once, alone.
 
 Used for get_chat (equal reads share one answer) and for sends (each send is
 its own key, compared by identity: two equal sends store two messages).
@@ -30,12 +30,16 @@ V = TypeVar("V")
 
 # A batch closes at this many distinct keys; the next request starts another.
 MAX_BATCH = 64
-# Batches of one statement running at once, per pool. Fewer, larger batches
-# cost less per request than one round trip per free connection. get_chat at
-# 32 clients, back to back against no limit: 0.31-0.34 of the HTTP ceiling
-# against 0.23-0.32, and p99 5-7 ms against 13-16 ms. The others wait, as a
-# batch, for one to finish: at most the pool's acquire timeout.
-MAX_IN_FLIGHT = 3
+# Batches of one statement running at once, per pool: one. Whatever arrives
+# while a batch runs joins the next, so a round trip answers everything that
+# queued meanwhile. Measured back to back with bench/run.py at 32 clients
+# against 2 and 3 in flight: get_chat 0.33-0.40 of the HTTP ceiling against
+# 0.31-0.36, post_message 0.31-0.36 against 0.26-0.30, and lower p99 too.
+# Its statements must not wait for locks, or one would hold up the rest:
+# reads take none, and sends skip a busy chat (sql/messages/create_messages.sql).
+# Over a slow network a batch simply grows, up to MAX_BATCH per round trip.
+# The next batch waits for its turn at most the pool's acquire timeout.
+MAX_IN_FLIGHT = 1
 
 # Runs the statement for every key of a batch. A key missing from the result
 # gets None; a key mapped to an exception raises it (that request alone fails).
@@ -51,6 +55,10 @@ class Batched(Generic[K, V]):
         # Per pool: the batch whose runner is still waiting for a connection, or none.
         self._collecting: WeakKeyDictionary[Database, _Batch[K, V]] = WeakKeyDictionary()
         self._in_flight: WeakKeyDictionary[Database, asyncio.Semaphore] = WeakKeyDictionary()
+
+    def collecting(self, db: Database) -> int:
+        """How many keys the batch still open for requests (waiting for its turn) holds."""
+        return len(self._collecting.get(db, ()))
 
     async def run(self, db: Database, key: K) -> V | None:
         """The value for key; None when the statement found nothing for it."""

@@ -21,6 +21,7 @@ CREATE_CHAT_ONCE = statement("create_chat_once", ":one")
 LIST_CHATS = statement("list_chats", ":val")
 GET_CHATS_WITH_LATEST_MESSAGES = statement("get_chats_with_latest_messages", ":many")
 DELETE_CHAT = statement("delete_chat", ":val")
+CREATE_MESSAGE = statement("create_message", ":one")
 CREATE_MESSAGES = statement("create_messages", ":many")
 CREATE_MESSAGE_ONCE = statement("create_message_once", ":one")
 GET_MESSAGE = statement("get_message", ":val")
@@ -135,6 +136,10 @@ class _Send:
     text: str
 
 
+class _ChatBusy(Exception):
+    """Another transaction held the send's chat: the batch skipped it, and it goes alone."""
+
+
 async def _create_messages(
     conn: asyncpg.Connection, sends: Sequence[_Send]
 ) -> dict[_Send, Created | Exception]:
@@ -156,7 +161,10 @@ async def _create_messages(
                     raise
                 results[send] = refused
         return results
-    return {sends[row["position"] - 1]: Created(row["id"], row["message"]) for row in rows}
+    return {
+        sends[row["position"] - 1]: _ChatBusy() if row["id"] is None else Created(row["id"], row["message"])
+        for row in rows
+    }
 
 
 _SENDS = Batched(_create_messages)
@@ -165,9 +173,16 @@ _SENDS = Batched(_create_messages)
 async def create_message(db: Database, chat_id: int, text: str) -> Created | None:
     """The stored message, or None when the chat does not exist (or was just deleted).
 
-    Batched with the sends that arrive while every connection is busy.
+    Batched with the sends that arrive while the previous batch runs. A send
+    whose chat another transaction holds goes alone, on a connection of its
+    own, and waits for the lock there, so it holds up no other send.
     """
-    return await _SENDS.run(db, _Send(chat_id, text))
+    try:
+        return await _SENDS.run(db, _Send(chat_id, text))
+    except _ChatBusy:
+        async with db.connection() as conn:
+            row = await conn.fetchrow(CREATE_MESSAGE, chat_id, text)
+        return None if row is None else Created(row["id"], row["message"])
 
 
 async def create_message_once(db: Database, chat_id: int, text: str, key: str) -> Created | None:

@@ -69,7 +69,8 @@ async def test_a_full_batch_starts_another(pool: Database, chats: list[int]) -> 
     wanted = [(chats[2], limit) for limit in range(1, batching.MAX_BATCH + 6)]
     reads = [asyncio.create_task(queries.get_chat_with_latest_messages(pool, *read)) for read in wanted]
     await asyncio.sleep(0.05)
-    assert pool.waiting == 2
+    assert pool.waiting == 1  # the first batch's runner; the second batch waits for its turn
+    assert queries._CHATS_WITH_LATEST_MESSAGES.collecting(pool) == 5
     pool.release(held)
     answers = await asyncio.gather(*reads)
     assert [len(orjson.loads(found or "")["messages"]) for found in answers] == [
@@ -214,3 +215,23 @@ async def test_a_message_the_database_refuses_fails_alone_and_the_rest_of_its_ba
         assert isinstance(before, queries.Created) and isinstance(after, queries.Created)
     finally:
         await other.execute("ALTER TABLE messages DROP CONSTRAINT no_refused")
+
+
+async def test_a_send_to_a_chat_held_elsewhere_goes_alone_and_holds_up_nothing_batched_with_it(
+    pool: Database, chats: list[int], other: asyncpg.Connection
+) -> None:
+    busy, free = chats[0], chats[1]
+    await other.execute("SELECT FROM chats WHERE id = $1 FOR UPDATE", busy)  # e.g. a delete in progress
+    held = await pool.acquire()
+    waiting = asyncio.create_task(queries.create_message(pool, busy, "waits"))
+    passing = asyncio.create_task(queries.create_message(pool, free, "passes"))
+    await asyncio.sleep(0.05)
+    assert queries._SENDS.collecting(pool) == 2  # one batch
+    pool.release(held)
+    stored_free = await asyncio.wait_for(passing, 5)
+    assert stored_free is not None and not waiting.done()  # the batch skipped the busy chat
+    await other.execute("ROLLBACK")
+    stored_busy = await asyncio.wait_for(waiting, 5)  # alone, once the lock is gone
+    assert stored_busy is not None
+    assert [text for _, text in await stored(pool, busy)] == ["waits"]
+    assert [text for _, text in await stored(pool, free)][-1] == "passes"

@@ -2,7 +2,7 @@
 -- POST /chats/{id}/messages/ with an Idempotency-Key: stores the message and
 -- records the key (scoped to the chat) in one statement or, when the key is
 -- already recorded in this chat, stores nothing and returns the message the
--- key stored. Locks the chat's row first, like create_messages.sql, so sends
+-- key stored. Locks the chat's row first, like create_message.sql, so sends
 -- stay ordered and a deleted chat yields no row (-> 404); its keys went with it.
 -- Two first requests racing with one key: the second one's key insert fails
 -- on message_idempotency_keys_pkey and its message is rolled back with it;

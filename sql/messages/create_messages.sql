@@ -2,17 +2,21 @@
 -- Stores the messages of several sends at once: those that queued for a
 -- connection together (chatsvc/batching.py), to any chats, the same chat
 -- more than once included. Each is rendered as the JSON the API answers with.
--- Each chat's row is locked first, so ids increase in the order messages
--- become visible, and a send to a chat that does not exist (or is being
--- deleted) yields no row (-> 404) without failing the rest.
--- Chats are locked in id order, so batches sharing chats cannot deadlock.
+-- Each chat's row is locked first, as in create_message.sql, so ids increase
+-- in the order messages become visible. A send to a chat that does not exist
+-- yields no row (-> 404) without failing the rest.
+-- The batch never waits for a lock: a chat whose row another transaction
+-- holds (a send from another process, a delete in progress) is skipped, and
+-- its sends come back unstored, for the caller to send each alone with
+-- create_message.sql, which waits. One busy chat cannot stall the others.
 -- Messages are inserted in the order given, so their ids rise in that order:
--- the n-th message stored is the n-th send whose chat exists.
+-- the n-th message stored is the n-th send whose chat was locked.
 -- params: $1 chat_ids bigint[], $2 texts text[] (same length; the i-th text,
 --         trimmed, 1 to 5000 code points, goes to the i-th chat)
--- returns: position bigint (1-based index into the arrays), id bigint,
---          message json {id, chat_id, text, created_at}; no row for a send
---          whose chat does not exist
+-- returns: position bigint (1-based index into the arrays), then either
+--          id bigint and message json {id, chat_id, text, created_at} for a
+--          stored message, or null and null for a send whose chat was busy;
+--          no row for a send whose chat does not exist
 -- uses: chats_pkey; messages_pkey
 WITH send AS (
     SELECT chat_id, text, position
@@ -22,8 +26,7 @@ chat AS (
     SELECT id
     FROM chats
     WHERE id = ANY ($1::bigint[])
-    ORDER BY id
-    FOR NO KEY UPDATE
+    FOR NO KEY UPDATE SKIP LOCKED
 ),
 stored AS (
     SELECT send.chat_id, send.text, send.position, row_number() OVER (ORDER BY send.position) AS nth
@@ -41,4 +44,9 @@ created AS (
 )
 SELECT stored.position, created.id, created.message
 FROM (SELECT id, message, row_number() OVER (ORDER BY id) AS nth FROM created) AS created
-JOIN stored USING (nth);
+JOIN stored USING (nth)
+UNION ALL
+SELECT send.position, NULL, NULL
+FROM send
+WHERE send.chat_id NOT IN (SELECT id FROM chat)
+    AND EXISTS (SELECT FROM chats WHERE chats.id = send.chat_id);

@@ -1,0 +1,24 @@
+-- name: create_message :one
+-- Stores a message in a chat and renders it as the JSON the API answers with
+-- (the column names of the inner SELECT are the JSON keys).
+-- Locking the chat's row first serialises the sends of one chat: each draws
+-- its id only after the previous send committed, so ids increase in the order
+-- messages become visible. A chat deleted before or during the send yields no
+-- row (-> 404): DELETE takes a conflicting lock, and once it commits the
+-- locked row is gone, so the INSERT selects nothing.
+-- params: $1 chat_id bigint, $2 text text (trimmed, 1 to 5000 code points)
+-- returns: id bigint, message json {id, chat_id, text, created_at},
+--          or no row when the chat does not exist
+-- uses: chats_pkey; messages_pkey
+WITH chat AS (
+    SELECT id
+    FROM chats
+    WHERE id = $1
+    FOR NO KEY UPDATE
+)
+INSERT INTO messages (chat_id, text)
+SELECT chat.id, $2
+FROM chat
+RETURNING
+    id,
+    (SELECT to_json(message) FROM (SELECT id, chat_id, text, created_at) AS message) AS message;
