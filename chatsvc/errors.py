@@ -78,15 +78,20 @@ class ServiceUnavailable(Problem):
         super().__init__(detail, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
+def problem_body(status: int, detail: str, **extra: Any) -> bytes:
+    """An RFC 9457 problem document, as JSON."""
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
+    return orjson.dumps(body | extra)
+
+
 def problem_response(
     status: int,
     detail: str,
     headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> web.Response:
-    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
     return web.Response(
-        body=orjson.dumps(body | extra),
+        body=problem_body(status, detail, **extra),
         status=status,
         headers={**(headers or {}), "Content-Type": PROBLEM_JSON},
     )

@@ -56,6 +56,10 @@ class Settings(BaseModel):
     # Most event streams one process serves at once; more get 503 + Retry-After.
     # An idle stream costs about 15 KiB of memory (measured with 1,000 open).
     sse_max_streams: int = Field(2000, ge=1, le=1_000_000)
+    # Most client connections one process keeps open; past it a new one gets
+    # 503 + Retry-After and is closed. Lowered at start to what the open-file
+    # limit leaves room for (chatsvc/listening.py).
+    max_connections: int = Field(10_000, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> Settings:
@@ -79,6 +83,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "CHATSVC_LOG_LEVEL": "log_level",
     "CHATSVC_SSE_HEARTBEAT": "sse_heartbeat",
     "CHATSVC_SSE_MAX_STREAMS": "sse_max_streams",
+    "CHATSVC_MAX_CONNECTIONS": "max_connections",
     "CHATSVC_SHUTDOWN_GRACE": "shutdown_grace",
 }
 _VARIABLE_OF_FIELD = {field: variable for variable, field in ENVIRONMENT.items()}

@@ -4,13 +4,14 @@ Several workers bind the same port with SO_REUSEPORT and the kernel spreads
 new connections over them. We chose it over a supervisor such as gunicorn's
 aiohttp worker: no further dependency, and the parent keeps doing what only it
 should do once (apply migrations, run the embedded PostgreSQL) while each
-worker is the same `run_app` as a single process. Linux spreads connections
+worker is the same `run` as a single process. Linux spreads connections
 evenly; elsewhere SO_REUSEPORT may not balance, so use one worker there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -23,6 +24,7 @@ from aiohttp import web
 
 from chatsvc import logs
 from chatsvc.app import create_app
+from chatsvc.listening import CappedTCPSite, connection_limit
 from chatsvc.settings import Settings
 
 log = logging.getLogger("chatsvc")
@@ -37,23 +39,61 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def run(settings: Settings, *, reuse_port: bool = False) -> None:
-    """Serve until SIGTERM or SIGINT; settings.database_url must be set."""
-    log.info("serving on http://%s:%d", settings.host, settings.port)
-    web.run_app(
+    """Serve until SIGTERM or SIGINT; settings.database_url must be set.
+
+    What aiohttp's run_app does, with our listening site (a connection cap).
+    """
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    serving = loop.create_task(_serve(settings, reuse_port))
+    try:
+        loop.run_until_complete(serving)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass  # SIGTERM / SIGINT, raised by the runner's signal handlers
+    finally:
+        if not serving.done():
+            serving.cancel()  # its cleanup runs now: see _serve
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(serving)
+        left = asyncio.all_tasks(loop)
+        for task in left:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+async def _serve(settings: Settings, reuse_port: bool) -> None:
+    runner = web.AppRunner(
         create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        reuse_port=reuse_port or None,
-        # Connections a burst may open before the service accepts them; past
-        # it, clients wait for a SYN retry (1 s). aiohttp's default is 128.
-        backlog=1024,
-        loop=new_event_loop(),
-        print=None,
+        handle_signals=True,
         access_log=None,  # chatsvc.observe writes one JSON line per request instead
         # SIGTERM / SIGINT: stop accepting, end event streams, let requests in
         # flight finish for up to this long, then close the pool.
         shutdown_timeout=settings.shutdown_grace,
     )
+    await runner.setup()
+    try:
+        site = CappedTCPSite(
+            runner,
+            settings.host,
+            settings.port,
+            max_connections=connection_limit(settings.max_connections, settings.pool_max_size),
+            # Connections a burst may open before the service accepts them; past
+            # it, clients wait for a SYN retry (1 s). aiohttp's default is 128.
+            backlog=1024,
+            reuse_port=reuse_port or None,
+        )
+        await site.start()
+        log.info(
+            "serving on http://%s:%d (at most %d connections)",
+            settings.host,
+            settings.port,
+            site.max_connections,
+        )
+        await asyncio.Event().wait()  # until a signal ends the loop
+    finally:
+        await runner.cleanup()
 
 
 def _worker(settings_json: str) -> None:

@@ -7,14 +7,18 @@ and within a second), not performance claims: those come from bench/run.py.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
 import aiohttp
 import asyncpg
+import orjson
 from aiohttp import ClientResponse
 from pytest_aiohttp import AiohttpClient
 
+from chatsvc import listening
 from chatsvc.app import create_app
 from chatsvc.keys import DATABASE
 from chatsvc.settings import Settings
@@ -104,3 +108,59 @@ async def test_a_flood_past_the_pool_waits_a_bounded_time_then_gets_503(
     await other.execute("ROLLBACK")
     assert (await stuck).status == 201
     assert (await client.get(f"/chats/{chat['id']}")).status == 200
+
+
+async def read_all(port: int) -> bytes:
+    """What the service says to a new connection that sends a request, up to its close."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    try:
+        return await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+
+
+async def test_connections_past_the_cap_get_503_and_the_open_ones_keep_being_served(
+    make_database: Callable[[], str],
+) -> None:
+    cap = 40
+    env = environment(
+        DATABASE_URL=make_database(), CHATSVC_LOG_LEVEL="WARNING", CHATSVC_MAX_CONNECTIONS=str(cap)
+    )
+    with serving(env) as (base, _):
+        port = int(base.rsplit(":", 1)[1])
+        async with aiohttp.ClientSession() as session:  # one keep-alive connection, open before the others
+            async with session.post(f"{base}/chats/", json={"title": "capped"}) as created:
+                chat_id = (await created.json())["id"]
+            idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(cap - 1)]
+            await asyncio.sleep(0.5)  # all accepted: the cap is reached
+            refused = await read_all(port)
+            head, _, body = refused.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 503 ")
+            assert b"\r\nContent-Type: application/problem+json\r\n" in head
+            assert b"\r\nRetry-After: 1\r\n" in head
+            assert orjson.loads(body)["status"] == 503
+            slowest = 0.0
+            for n in range(20):  # the connection already open is served as before
+                started = time.monotonic()
+                async with session.post(f"{base}/chats/{chat_id}/messages/", json={"text": f"m{n}"}) as sent:
+                    assert sent.status == 201
+                slowest = max(slowest, time.monotonic() - started)
+            assert slowest < STARVATION_BOUND
+            for _, writer in idle[:5]:
+                writer.close()
+            await asyncio.sleep(0.5)
+            assert (await read_all(port)).startswith(b"HTTP/1.1 200 ")  # room again
+            for _, writer in idle[5:]:
+                writer.close()
+
+
+def test_the_cap_leaves_room_for_the_pool_under_the_open_file_limit() -> None:
+    """A process allowed 300 open files keeps 300 - pool - reserve of them for clients."""
+    probe = (
+        "import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300));"
+        "from chatsvc.listening import connection_limit;"
+        "print(connection_limit(10_000, 10), connection_limit(100, 10))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == [str(300 - 10 - listening.RESERVED_DESCRIPTORS), "100"]

@@ -34,6 +34,7 @@ def test_every_variable_is_read() -> None:
         "CHATSVC_SSE_HEARTBEAT": "2.5",
         "CHATSVC_SHUTDOWN_GRACE": "12",
         "CHATSVC_SSE_MAX_STREAMS": "500",
+        "CHATSVC_MAX_CONNECTIONS": "300",
     }
     assert set(environ) == set(ENVIRONMENT)
     settings = load_settings(environ)
@@ -41,6 +42,7 @@ def test_every_variable_is_read() -> None:
         database_url="postgresql://u@h/db", host="0.0.0.0", port=9000, data_dir=Path("/srv/chatsvc"),
         pool_min_size=2, pool_max_size=20, pool_acquire_timeout=1.5, statement_timeout=3, body_timeout=7,
         statement_cache_size=0, log_level="DEBUG", sse_heartbeat=2.5, shutdown_grace=12, sse_max_streams=500,
+        max_connections=300,
     )  # fmt: skip
 
 
