@@ -1,4 +1,5 @@
-"""The listening socket, with a cap on the connections one process keeps open.
+"""The listening socket: a cap on the connections one process keeps open, and
+problem+json for requests aiohttp's HTTP parser refuses.
 
 Every connection costs a file descriptor, and so does every database
 connection. Without a cap, enough idle or slow clients exhaust the
@@ -6,8 +7,16 @@ descriptors, and then the service cannot open a database connection or
 accept anyone at all. Past the cap, a new connection gets one 503
 problem+json answer with Retry-After and is closed; the open ones go on.
 
-aiohttp has no such setting, so this site gives asyncio's create_server a
-protocol factory that counts aiohttp's connections first.
+A request so malformed that aiohttp's parser refuses it (a broken request
+line, an oversized or malformed header, broken chunking) never reaches the
+application or its middleware; aiohttp answers it with plain text. Our
+connections' handler answers it as every other error: problem+json, and the
+connection closed.
+
+aiohttp has a setting for neither, so this site gives asyncio's
+create_server a protocol factory of its own. It relies on two attributes of
+aiohttp's Server that are not public (_loop and _kwargs, stable through 3.x);
+tests/test_hostile.py and tests/test_exhaustion.py fail if they change.
 """
 
 from __future__ import annotations
@@ -17,9 +26,9 @@ import resource
 from http import HTTPStatus
 from typing import cast
 
-from aiohttp import web
+from aiohttp import web, web_protocol
 
-from chatsvc.errors import PROBLEM_JSON, RETRY_AFTER_SECONDS, problem_body
+from chatsvc.errors import PROBLEM_JSON, RETRY_AFTER_SECONDS, problem_body, problem_response
 
 # Descriptors kept for everything but client connections: the pool, the
 # events listener, the embedded PostgreSQL's pipes, logs, /docs assets.
@@ -77,6 +86,27 @@ class _Refused(asyncio.Protocol):
             self._timer.cancel()
 
 
+class _RequestHandler(web_protocol.RequestHandler):
+    """aiohttp's connection handler, answering what its parser refuses with problem+json."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        plain = super().handle_error(request, status, exc, message)  # logs it, as before
+        if status >= 500:  # not a parser's verdict; the middleware answers our own errors
+            return plain
+        detail = f"The request is not valid HTTP: {message or HTTPStatus(status).phrase}"
+        response = problem_response(status, detail[:500])
+        response.force_close()
+        return response
+
+
 class CappedTCPSite(web.TCPSite):
     """aiohttp's TCP site, refusing connections past max_connections."""
 
@@ -99,7 +129,7 @@ class CappedTCPSite(web.TCPSite):
         assert server is not None
         if len(server.connections) >= self.max_connections:
             return _Refused(self._refusal)
-        return server()
+        return _RequestHandler(server, loop=server._loop, **server._kwargs)
 
     async def start(self) -> None:
         # TCPSite.start, with our protocol factory in place of aiohttp's server.
