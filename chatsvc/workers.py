@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -96,10 +98,21 @@ async def _serve(settings: Settings, reuse_port: bool) -> None:
         await runner.cleanup()
 
 
-def _worker(settings_json: str) -> None:
+def _stop_with(parent: int) -> None:
+    """Makes the kernel send this worker SIGTERM when its parent dies, even by SIGKILL (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1  # <sys/prctl.h>
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before we asked
+        sys.exit(0)
+
+
+def _worker(settings_json: str, parent: int) -> None:
     # Its own process group: a terminal's Ctrl-C reaches the parent only, which
     # then stops each worker once, with SIGTERM.
     os.setpgid(0, 0)
+    _stop_with(parent)
     settings = Settings.model_validate_json(settings_json)
     logs.configure(settings.log_level)
     run(settings, reuse_port=True)
@@ -109,7 +122,9 @@ def supervise(settings: Settings, workers: int) -> int:
     """Runs workers processes until SIGTERM / SIGINT, or until one of them fails; the exit code."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited loop or sockets
     processes: list[BaseProcess] = [
-        context.Process(target=_worker, args=(settings.model_dump_json(),), name=f"chatsvc-worker-{n}")
+        context.Process(
+            target=_worker, args=(settings.model_dump_json(), os.getpid()), name=f"chatsvc-worker-{n}"
+        )
         for n in range(workers)
     ]
     stopping = False

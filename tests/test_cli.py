@@ -357,3 +357,37 @@ def test_serve_with_workers_shares_the_port_and_stops_them_all(tmp_path: Path) -
     assert sum("Applying 0001" in line["message"] for line in lines) == 1
     assert not postgres_running(tmp_path / "data")
     assert "Traceback" not in output
+
+
+def running(pid: int) -> bool:
+    """Whether the process exists and has not exited (a zombie waiting for its reaper has)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_workers_stop_when_their_parent_is_killed(make_database: Callable[[], str]) -> None:
+    """SIGKILL leaves the parent no chance to stop its workers: the kernel tells them (Linux)."""
+    env = environment(DATABASE_URL=make_database(), CHATSVC_LOG_LEVEL="WARNING")
+    with serving(env, "--workers", "2") as (base, process):
+        deadline = time.monotonic() + 30
+        workers: list[int] = []
+        while len(workers) < 2 and time.monotonic() < deadline:
+            children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+            workers = [
+                int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            ]
+            time.sleep(0.1)
+        assert len(workers) == 2
+        assert call("GET", f"{base}/healthz")[0] == 200
+        process.kill()
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while any(running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        survivors = [pid for pid in workers if running(pid)]
+        for pid in survivors:  # so that a failure does not leave them serving (and holding our pipe)
+            os.kill(pid, signal.SIGKILL)
+        assert survivors == []
