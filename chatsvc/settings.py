@@ -45,6 +45,10 @@ class Settings(BaseModel):
     statement_timeout: Seconds = 10.0
     # How long a client may take to send a request body before it gets 408.
     body_timeout: Seconds = 30.0
+    # How long a connection may go without a complete request head, after it
+    # opens or after its previous answer, before it is closed: the idle
+    # keep-alive timeout, and the header timeout that stops slowloris clients.
+    idle_timeout: Seconds = 15.0
     # asyncpg's prepared-statement cache; 0 behind PgBouncer in transaction mode.
     statement_cache_size: int = Field(100, ge=0, le=100_000)
     log_level: LogLevel = "INFO"
@@ -79,6 +83,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "CHATSVC_POOL_ACQUIRE_TIMEOUT": "pool_acquire_timeout",
     "CHATSVC_STATEMENT_TIMEOUT": "statement_timeout",
     "CHATSVC_BODY_TIMEOUT": "body_timeout",
+    "CHATSVC_IDLE_TIMEOUT": "idle_timeout",
     "CHATSVC_STATEMENT_CACHE_SIZE": "statement_cache_size",
     "CHATSVC_LOG_LEVEL": "log_level",
     "CHATSVC_SSE_HEARTBEAT": "sse_heartbeat",

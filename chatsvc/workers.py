@@ -70,6 +70,10 @@ async def _serve(settings: Settings, reuse_port: bool) -> None:
         create_app(settings),
         handle_signals=True,
         access_log=None,  # chatsvc.observe writes one JSON line per request instead
+        # aiohttp closes a connection that has not sent a whole request head
+        # this long after opening or after its previous answer
+        # (tests/test_exhaustion.py pins it), which makes it the header timeout.
+        keepalive_timeout=settings.idle_timeout,
         # SIGTERM / SIGINT: stop accepting, end event streams, let requests in
         # flight finish for up to this long, then close the pool.
         shutdown_timeout=settings.shutdown_grace,

@@ -164,3 +164,57 @@ def test_the_cap_leaves_room_for_the_pool_under_the_open_file_limit() -> None:
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.split() == [str(300 - 10 - listening.RESERVED_DESCRIPTORS), "100"]
+
+
+async def closed_within(port: int, seconds: float, start: bytes | None) -> bool:
+    """Whether the service closes a connection that sends nothing, or start and then a byte every 0.2 s."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    deadline = time.monotonic() + seconds
+    try:
+        if start is not None:
+            writer.write(start)
+        while time.monotonic() < deadline:
+            if start is not None:
+                writer.write(b"a")  # a header value that never ends
+            try:
+                if await asyncio.wait_for(reader.read(1000), 0.2) == b"":
+                    return True
+            except TimeoutError:
+                continue
+            except ConnectionError:
+                return True
+        return False
+    finally:
+        writer.close()
+
+
+async def test_connections_without_a_whole_request_head_are_closed_after_the_idle_timeout(
+    make_database: Callable[[], str],
+) -> None:
+    env = environment(
+        DATABASE_URL=make_database(),
+        CHATSVC_LOG_LEVEL="WARNING",
+        CHATSVC_IDLE_TIMEOUT="1",
+        CHATSVC_SSE_HEARTBEAT="0.5",
+    )
+    with serving(env) as (base, _):
+        port = int(base.rsplit(":", 1)[1])
+        # Silent, and trickling headers that never end (slowloris).
+        assert await closed_within(port, 3, None)
+        assert await closed_within(port, 3, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{base}/chats/", json={"title": "idle"}) as created:
+                chat_id = (await created.json())["id"]
+            # A client that pauses less than the timeout keeps its connection.
+            for _ in range(3):
+                await asyncio.sleep(0.5)
+                async with session.get(f"{base}/healthz") as answer:
+                    assert answer.status == 200
+            # An event stream is an answer in progress: it stays open past the timeout.
+            async with session.get(f"{base}/chats/{chat_id}/events") as stream:
+                await asyncio.sleep(2.5)
+                async with session.post(f"{base}/chats/{chat_id}/messages/", json={"text": "late"}) as sent:
+                    assert sent.status == 201
+                seen = b""
+                while b"late" not in seen:
+                    seen += await asyncio.wait_for(stream.content.readany(), 5)

@@ -29,6 +29,7 @@ def test_every_variable_is_read() -> None:
         "CHATSVC_POOL_ACQUIRE_TIMEOUT": "1.5",
         "CHATSVC_STATEMENT_TIMEOUT": "3",
         "CHATSVC_BODY_TIMEOUT": "7",
+        "CHATSVC_IDLE_TIMEOUT": "4",
         "CHATSVC_STATEMENT_CACHE_SIZE": "0",
         "CHATSVC_LOG_LEVEL": "debug",
         "CHATSVC_SSE_HEARTBEAT": "2.5",
@@ -40,7 +41,7 @@ def test_every_variable_is_read() -> None:
     settings = load_settings(environ)
     assert settings == Settings(
         database_url="postgresql://u@h/db", host="0.0.0.0", port=9000, data_dir=Path("/srv/chatsvc"),
-        pool_min_size=2, pool_max_size=20, pool_acquire_timeout=1.5, statement_timeout=3, body_timeout=7,
+        pool_min_size=2, pool_max_size=20, pool_acquire_timeout=1.5, statement_timeout=3, body_timeout=7, idle_timeout=4,
         statement_cache_size=0, log_level="DEBUG", sse_heartbeat=2.5, shutdown_grace=12, sse_max_streams=500,
         max_connections=300,
     )  # fmt: skip
