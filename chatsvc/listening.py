@@ -14,9 +14,10 @@ connections' handler answers it as every other error: problem+json, and the
 connection closed.
 
 aiohttp has a setting for neither, so this site gives asyncio's
-create_server a protocol factory of its own. It relies on two attributes of
-aiohttp's Server that are not public (_loop and _kwargs, stable through 3.x);
-tests/test_hostile.py and tests/test_exhaustion.py fail if they change.
+create_server a protocol factory of its own. It relies on attributes that
+aiohttp does not document: Server's _loop and _kwargs, TCPSite's address
+and socket options (all stable through 3.x). tests/test_hostile.py and
+tests/test_exhaustion.py fail if they change.
 """
 
 from __future__ import annotations
