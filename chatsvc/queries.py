@@ -116,7 +116,7 @@ _CHATS_WITH_LATEST_MESSAGES = Batched(_get_chats_with_latest_messages)
 async def get_chat_with_latest_messages(db: Database, chat_id: int, message_limit: int) -> str | None:
     """The chat with its latest messages as JSON, or None when there is no such chat.
 
-    Batched with the same reads that arrive while every connection is busy.
+    Batched with the same reads that arrive while the previous batch runs.
     """
     return await _CHATS_WITH_LATEST_MESSAGES.run(db, (chat_id, message_limit))
 

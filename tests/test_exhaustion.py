@@ -24,10 +24,13 @@ from chatsvc.keys import DATABASE
 from chatsvc.settings import Settings
 from tests.api import create_chat, problem, waiting_on_a_lock
 from tests.test_cli import environment, serving
+from tests.test_hostile import until_closed
 
 SLOW_CLIENTS = 300
 IDLE_STREAMS = 300
 STARVATION_BOUND = 1.0  # seconds: a normal request slower than this counts as starved
+# A whole request on a connection of its own, which the service then closes.
+HEALTH_CHECK = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
 
 async def slowloris(port: int, stop: asyncio.Event) -> None:
@@ -110,16 +113,6 @@ async def test_a_flood_past_the_pool_waits_a_bounded_time_then_gets_503(
     assert (await client.get(f"/chats/{chat['id']}")).status == 200
 
 
-async def read_all(port: int) -> bytes:
-    """What the service says to a new connection that sends a request, up to its close."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    try:
-        return await asyncio.wait_for(reader.read(), 5)
-    finally:
-        writer.close()
-
-
 async def test_connections_past_the_cap_get_503_and_the_open_ones_keep_being_served(
     make_database: Callable[[], str],
 ) -> None:
@@ -134,7 +127,7 @@ async def test_connections_past_the_cap_get_503_and_the_open_ones_keep_being_ser
                 chat_id = (await created.json())["id"]
             idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(cap - 1)]
             await asyncio.sleep(0.5)  # all accepted: the cap is reached
-            refused = await read_all(port)
+            refused, _ = until_closed(base, HEALTH_CHECK)
             head, _, body = refused.partition(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 503 ")
             assert b"\r\nContent-Type: application/problem+json\r\n" in head
@@ -150,7 +143,7 @@ async def test_connections_past_the_cap_get_503_and_the_open_ones_keep_being_ser
             for _, writer in idle[:5]:
                 writer.close()
             await asyncio.sleep(0.5)
-            assert (await read_all(port)).startswith(b"HTTP/1.1 200 ")  # room again
+            assert until_closed(base, HEALTH_CHECK)[0].startswith(b"HTTP/1.1 200 ")  # room again
             for _, writer in idle[5:]:
                 writer.close()
 
