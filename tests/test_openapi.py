@@ -8,6 +8,7 @@ what the API accepts, and answers carry documented statuses).
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import re
 import shutil
@@ -180,33 +181,53 @@ async def test_docs_page_and_its_files_come_from_this_service(client: Client) ->
     assert (await client.get("/docs/assets/index.html")).status == 404  # only what the page uses
 
 
+def _missing_browser_packages() -> list[str]:
+    """Debian packages the browser test needs and this machine lacks: Chromium
+    itself, and libatomic1 for Playwright's driver (the slim image has neither)."""
+    missing = [] if shutil.which("chromium") else ["chromium"]
+    if ctypes.util.find_library("atomic") is None:
+        missing.append("libatomic1")
+    return missing
+
+
 def chromium() -> str:
-    """Debian's Chromium; installed here when missing and possible (root with apt-get, as in CI)."""
-    found = shutil.which("chromium")
-    if found is None and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+    """Debian's Chromium; what it needs is installed here when missing and possible
+    (root with apt-get, as in CI), else the test is skipped saying what to install."""
+    missing = _missing_browser_packages()
+    if missing and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, capture_output=True, timeout=600)
         subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "chromium"],
+            ["apt-get", "install", "-y", "-qq", *missing],
             env=env,
             check=True,
             capture_output=True,
             timeout=900,
         )
-        found = shutil.which("chromium")
-    if found is None:
-        pytest.skip("needs Chromium: apt-get install chromium (the test installs it itself when run as root)")
+        missing = _missing_browser_packages()
+    if missing:
+        pytest.skip(
+            f"needs Debian's {' and '.join(missing)}, which only root can install (the test installs them "
+            "itself when run as root; in the image: docker compose exec -u root web sh -c "
+            f"'apt-get update && apt-get install -y {' '.join(missing)}')"
+        )
+    found = shutil.which("chromium")
+    assert found is not None
     return found
 
 
 async def test_swagger_ui_renders_offline_and_try_it_out_creates_a_chat(client: Client) -> None:
     from playwright.async_api import async_playwright
 
+    # Chromium first: without it the test is skipped before Playwright's
+    # driver starts (the driver needs libatomic1, which the slim image lacks;
+    # Debian's chromium package brings it).
+    executable = chromium()
     base = str(client.make_url("")).rstrip("/")
     elsewhere: list[str] = []
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
-            executable_path=chromium(),
+            executable_path=executable,
             args=[
                 "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
