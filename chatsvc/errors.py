@@ -55,6 +55,10 @@ class RequestTimeout(Problem):
     status = 408
 
 
+class ExpectationFailed(Problem):
+    status = 417
+
+
 class PayloadTooLarge(Problem):
     status = 413
 

@@ -136,6 +136,11 @@ class EventHub:
         self._watching = asyncio.Lock()
         self._unwatching: set[asyncio.Task[None]] = set()
 
+    @property
+    def listening(self) -> bool:
+        """Whether the LISTEN connection is up (new streams are refused while it is not)."""
+        return self._listener is not None
+
     async def start(self) -> None:
         """Starts listening; waits for the first attempt, retries in the background."""
         first_attempt = asyncio.get_running_loop().create_future()

@@ -1,4 +1,4 @@
-"""Prometheus metrics: requests by route and status, the pool, the event streams."""
+"""Prometheus metrics: requests by route and status, refused connections, the pool, the event streams."""
 
 from __future__ import annotations
 
@@ -31,10 +31,19 @@ class Metrics:
             buckets=BUCKETS,
             registry=self.registry,
         )
+        self.refused_connections = Counter(
+            "chatsvc_connections_refused",
+            "Client connections answered 503 and closed because the process had CHATSVC_MAX_CONNECTIONS open.",
+            registry=self.registry,
+        )
         self.registry.register(_StateCollector(state))
         # The labelled children, by (method, route, status): looked up once each,
         # not on every request (prometheus-client takes a lock for a lookup).
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def refuse_connection(self) -> None:
+        """Counts one connection refused by the connection cap."""
+        self.refused_connections.inc()
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Counts one answered request and its duration."""
@@ -69,4 +78,9 @@ class _StateCollector(Collector):
         if events is not None:
             yield GaugeMetricFamily(
                 "chatsvc_sse_subscribers", "Open event streams in this process.", events.subscriber_count
+            )
+            yield GaugeMetricFamily(
+                "chatsvc_events_listener_connected",
+                "1 while the process's LISTEN connection for live events is up; new streams get 503 while 0.",
+                int(events.listening),
             )

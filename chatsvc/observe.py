@@ -20,6 +20,7 @@ from aiohttp import web
 from chatsvc.errors import Handler, ServiceUnavailable, problem_for
 from chatsvc.keys import LIFECYCLE, METRICS
 from chatsvc.logs import REQUEST_ID
+from chatsvc.parsing import check_expectation
 
 log = logging.getLogger("chatsvc.access")
 
@@ -52,6 +53,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             if request.app[LIFECYCLE].shutting_down:
                 raise ServiceUnavailable("The service is shutting down; retry shortly.")
+            check_expectation(request)
             response = await handler(request)
         except Exception as exc:  # noqa: BLE001 - problem_for answers every error, logs unexpected ones
             response = problem_for(request, exc)

@@ -18,6 +18,7 @@ from pydantic_core import ErrorDetails
 
 from chatsvc.errors import (
     BadRequest,
+    ExpectationFailed,
     NotFound,
     PayloadTooLarge,
     RequestTimeout,
@@ -32,6 +33,15 @@ _DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() would accept "٣"
 _IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")
 
 Body = TypeVar("Body", bound=BaseModel)
+
+# The request's Expect header, lowercased, which the listening site
+# (chatsvc/listening.py) takes off the headers so that aiohttp does not answer
+# it before routing. "100-continue": json_body invites the body once the
+# headers have passed every check; anything else is 417.
+EXPECTATION = web.RequestKey("expectation", str)
+CONTINUE = "100-continue"
+_INTERIM_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CLIENT_LEFT = "The connection closed before the whole request body arrived."
 
 # Plainer words than pydantic's for the errors clients meet most.
 _MESSAGES = {
@@ -145,6 +155,8 @@ async def json_body(request: web.Request, model: type[Body], arrival_seconds: fl
         raise UnsupportedMediaType("The request body must be JSON, sent as Content-Type: application/json.")
     if (request.content_length or 0) > MAX_BODY_BYTES:  # refuse before reading it
         raise PayloadTooLarge(_TOO_LARGE)
+    if request.get(EXPECTATION) == CONTINUE and not request.content.is_eof():
+        await _invite_body(request)
     try:
         if request.content.is_eof():  # it came with the headers: nothing to wait for
             raw = await request.read()
@@ -156,7 +168,7 @@ async def json_body(request: web.Request, model: type[Body], arrival_seconds: fl
     except TimeoutError:
         raise RequestTimeout(f"The request body did not arrive within {arrival_seconds:g} seconds.") from None
     except ConnectionResetError:  # the client went away mid-body; nobody reads this answer
-        raise BadRequest("The connection closed before the whole request body arrived.") from None
+        raise BadRequest(_CLIENT_LEFT) from None
     if not raw.strip():
         raise BadRequest("The request body is empty; a JSON object is required.")
     try:
@@ -168,3 +180,19 @@ async def json_body(request: web.Request, model: type[Body], arrival_seconds: fl
     except ValidationError as exc:
         errors = [{"loc": ["body", *error["loc"]], "msg": _message(error)} for error in exc.errors()]
         raise ValidationFailed(errors) from None
+
+
+def check_expectation(request: web.Request) -> None:
+    """417 for an Expect header other than 100-continue, which is the only one HTTP defines."""
+    expectation = request.get(EXPECTATION)
+    if expectation is not None and expectation != CONTINUE:
+        raise ExpectationFailed(f"The only expectation this service meets is Expect: {CONTINUE}.")
+
+
+async def _invite_body(request: web.Request) -> None:
+    """Sends 100 Continue: the headers passed, the client may send the body it announced."""
+    try:
+        await request.writer.write(_INTERIM_CONTINUE)
+    except ConnectionResetError:  # it left meanwhile
+        raise BadRequest(_CLIENT_LEFT) from None
+    request.writer.output_size = 0  # the answer proper has not begun (as aiohttp's own expect handler)

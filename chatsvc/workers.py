@@ -26,6 +26,7 @@ from aiohttp import web
 
 from chatsvc import logs
 from chatsvc.app import create_app
+from chatsvc.keys import METRICS
 from chatsvc.listening import CappedTCPSite, connection_limit
 from chatsvc.settings import Settings
 
@@ -66,8 +67,9 @@ def run(settings: Settings, *, reuse_port: bool = False) -> None:
 
 
 async def _serve(settings: Settings, reuse_port: bool) -> None:
+    app = create_app(settings)
     runner = web.AppRunner(
-        create_app(settings),
+        app,
         handle_signals=True,
         access_log=None,  # chatsvc.observe writes one JSON line per request instead
         # aiohttp closes a connection that has not sent a whole request head
@@ -89,6 +91,7 @@ async def _serve(settings: Settings, reuse_port: bool) -> None:
             # it, clients wait for a SYN retry (1 s). aiohttp's default is 128.
             backlog=1024,
             reuse_port=reuse_port or None,
+            on_refusal=app[METRICS].refuse_connection,
         )
         await site.start()
         log.info(

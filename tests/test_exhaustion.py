@@ -140,6 +140,8 @@ async def test_connections_past_the_cap_get_503_and_the_open_ones_keep_being_ser
                     assert sent.status == 201
                 slowest = max(slowest, time.monotonic() - started)
             assert slowest < STARVATION_BOUND
+            async with session.get(f"{base}/metrics") as scraped:
+                assert "\nchatsvc_connections_refused_total 1.0\n" in await scraped.text()
             for _, writer in idle[:5]:
                 writer.close()
             await asyncio.sleep(0.5)

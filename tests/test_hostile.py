@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 
-from tests.test_cli import call, environment, serving
+from tests.test_cli import call, environment, output_of, serving
 
 # Requests aiohttp's HTTP parser itself refuses, before any routing: answered
 # as problem+json by the service's connection handler (chatsvc/listening.py),
@@ -117,10 +118,17 @@ SQL_STRINGS = [
 
 
 @pytest.fixture(scope="module")
-def service(make_database: Callable[[], str]) -> Iterator[tuple[str, str]]:
+def served(make_database: Callable[[], str]) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
+    """One `chatsvc serve` for the module: its base URL, its database and its process (for its log)."""
     url = make_database()
-    with serving(environment(DATABASE_URL=url, CHATSVC_BODY_TIMEOUT="2")) as (base, _):
-        yield base, url
+    with serving(environment(DATABASE_URL=url, CHATSVC_BODY_TIMEOUT="2")) as (base, process):
+        yield base, url, process
+
+
+@pytest.fixture
+def service(served: tuple[str, str, subprocess.Popen[str]]) -> tuple[str, str]:
+    base, url, _ = served
+    return base, url
 
 
 def exchange(base: str, raw: bytes, timeout: float = 15) -> bytes:
@@ -245,3 +253,126 @@ def test_sql_in_titles_and_texts_is_stored_verbatim_and_never_run(
         ).fetchone()
         assert row == (hostile, hostile)
         assert conn.execute("SELECT count(*) FROM chats").fetchone() is not None  # the tables are still there
+
+
+# -- Expect: 100-continue ----------------------------------------------------------
+
+
+def head(method: str, path: str, *fields: str, version: str = "1.1") -> bytes:
+    return (
+        f"{method} {path} HTTP/{version}\r\nHost: x\r\n" + "".join(f"{f}\r\n" for f in fields) + "\r\n"
+    ).encode()
+
+
+JSON = "Content-Type: application/json"
+EXPECT = "Expect: 100-continue"
+
+# Requests whose headers alone decide their answer: each gets it at once, never
+# an invitation to send the body it announces.
+DECIDED_BY_HEADERS = {
+    "a 10 GB body": (head("POST", "/chats/", JSON, "Content-Length: 10000000000", EXPECT), 413),
+    "a media type that is not JSON": (
+        head("POST", "/chats/", "Content-Type: text/plain", "Content-Length: 20", EXPECT),
+        415,
+    ),
+    "a compressed body": (
+        head("POST", "/chats/", JSON, "Content-Encoding: gzip", "Content-Length: 20", EXPECT),
+        415,
+    ),
+    "no such route": (head("POST", "/nowhere/", JSON, "Content-Length: 20", EXPECT), 404),
+    "no such chat id": (head("POST", "/chats/0/messages/", JSON, "Content-Length: 20", EXPECT), 404),
+    "a method the route lacks": (head("PUT", "/chats/", JSON, "Content-Length: 20", EXPECT), 405),
+    "a malformed Idempotency-Key": (
+        head("POST", "/chats/", JSON, "Content-Length: 20", "Idempotency-Key: ", EXPECT),
+        400,
+    ),
+    "an expectation other than 100-continue": (
+        head("POST", "/chats/", JSON, "Content-Length: 20", "Expect: 200-ok"),
+        417,
+    ),
+}
+
+
+def first_answer(base: str, raw: bytes, then: bytes = b"", timeout: float = 5) -> tuple[bytes, bytes]:
+    """Sends raw, reads the first response head; then sends `then` and reads what follows until closed."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(raw)
+        first = b""
+        deadline = time.monotonic() + timeout
+        while b"\r\n\r\n" not in first and time.monotonic() < deadline:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            first += chunk
+        rest = b""
+        if then:
+            sock.sendall(then)
+            while time.monotonic() < deadline and not complete(rest):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                rest += chunk
+    return first, rest
+
+
+@pytest.mark.parametrize(("raw", "status"), DECIDED_BY_HEADERS.values(), ids=DECIDED_BY_HEADERS.keys())
+def test_expect_100_continue_gets_the_final_answer_its_headers_decide_without_an_invitation(
+    service: tuple[str, str], raw: bytes, status: int
+) -> None:
+    base, _ = service
+    answer, _ = first_answer(base, raw)
+    assert status_of(answer) == status, answer[:300]
+    assert b"100 Continue" not in answer
+    assert b"content-type: application/problem+json" in answer.lower()
+
+
+def test_expect_100_continue_invites_a_body_that_can_succeed_and_stores_it(service: tuple[str, str]) -> None:
+    base, _ = service
+    body = b'{"title": "invited"}'
+    invitation, answer = first_answer(
+        base, head("POST", "/chats/", JSON, f"Content-Length: {len(body)}", EXPECT), body
+    )
+    assert invitation == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert status_of(answer) == 201, answer[:300]
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["title"] == "invited"
+
+
+def test_expect_100_continue_from_http_1_0_is_ignored_as_http_says(service: tuple[str, str]) -> None:
+    base, _ = service
+    body = b'{"title": "one-oh"}'
+    raw = head("POST", "/chats/", JSON, f"Content-Length: {len(body)}", EXPECT, version="1.0") + body
+    answer, _ = first_answer(base, raw)
+    assert status_of(answer) == 201 and b"100 Continue" not in answer
+
+
+def test_a_client_that_leaves_after_announcing_a_huge_body_is_no_error(service: tuple[str, str]) -> None:
+    base, _ = service
+    host, port = base.removeprefix("http://").split(":")
+    for _ in range(5):
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(head("POST", "/chats/", JSON, "Content-Length: 10000000000", EXPECT))
+    assert call("GET", f"{base}/healthz")[0] == 200  # and the log check below finds no error
+
+
+# -- the log ------------------------------------------------------------------------
+
+
+def test_hostile_requests_leave_bounded_info_lines_and_no_error_or_traceback_in_the_log(
+    served: tuple[str, str, subprocess.Popen[str]],
+) -> None:
+    """Last in this module: its log then holds everything the tests above sent too."""
+    base, _, process = served
+    for raw in PARSER_LEVEL.values():
+        until_closed(base, raw)
+    for raw, _ in (*SERVICE_LEVEL.values(), *DECIDED_BY_HEADERS.values()):
+        exchange(base, raw)
+    time.sleep(0.5)  # what is logged after an answer (a client gone) has been written
+    lines = [json.loads(line) for line in output_of(process).splitlines() if line.strip()]
+    assert [line for line in lines if line["level"] in ("ERROR", "CRITICAL")] == []
+    assert not [line for line in lines if "exception" in line or "Traceback" in line["message"]]
+    refused = [line for line in lines if line["message"] == "refused a malformed request"]
+    assert len(refused) >= len(PARSER_LEVEL)
+    assert {line["level"] for line in refused} == {"INFO"}
+    # The client sent 100 KB header lines; what is logged of them stays short.
+    assert max(len(json.dumps(line)) for line in lines) < 1000

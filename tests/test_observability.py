@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from urllib.parse import urlsplit
 
 import asyncpg
 import orjson
@@ -132,6 +133,38 @@ async def test_requests_are_counted_by_route_template_and_status(client: Client)
     assert ("chatsvc_http_requests_total", labels(method="GET", route="unmatched", status="404")) in metrics
     routes = {value for _, label_set in metrics for key, value in label_set if key == "route"}
     assert routes <= {*(path.rstrip("/") or "/" for path in ROUTES), "unmatched"}, routes
+
+
+async def test_the_listener_gauge_says_whether_live_events_are_connected(
+    aiohttp_client: AiohttpClient, server_url: str, empty_database_url: str
+) -> None:
+    client = await aiohttp_client(create_app(Settings(database_url=empty_database_url)))
+    listener_gauge = ("chatsvc_events_listener_connected", frozenset())
+    assert (await scrape(client))[listener_gauge] == 1
+    name = urlsplit(empty_database_url).path.lstrip("/")
+    admin = await asyncpg.connect(server_url)
+    try:
+        # The listener loses its connection and cannot open another (the pool keeps its own).
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'chatsvc-events' AND datname = $1",
+            name,
+        )
+        await poll_metric(client, listener_gauge, 0)
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await poll_metric(client, listener_gauge, 1)  # it reconnects by itself
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+
+
+async def poll_metric(client: Client, metric: tuple[str, frozenset[tuple[str, str]]], value: float) -> None:
+    """Waits until metric has value; fails after 10 s (the listener retries at most 5 s apart)."""
+    deadline = asyncio.get_running_loop().time() + 10
+    while (await scrape(client))[metric] != value:
+        assert asyncio.get_running_loop().time() < deadline, f"{metric[0]} never became {value}"
+        await asyncio.sleep(0.05)
 
 
 async def test_pool_and_stream_gauges(
