@@ -139,7 +139,10 @@ async def test_the_listener_gauge_says_whether_live_events_are_connected(
     aiohttp_client: AiohttpClient, server_url: str, empty_database_url: str
 ) -> None:
     client = await aiohttp_client(create_app(Settings(database_url=empty_database_url)))
-    listener_gauge = ("chatsvc_events_listener_connected", frozenset())
+    listener_gauge: tuple[str, frozenset[tuple[str, str]]] = (
+        "chatsvc_events_listener_connected",
+        frozenset(),
+    )
     assert (await scrape(client))[listener_gauge] == 1
     name = urlsplit(empty_database_url).path.lstrip("/")
     admin = await asyncpg.connect(server_url)
