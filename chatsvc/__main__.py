@@ -23,6 +23,7 @@ log = logging.getLogger("chatsvc")
 STARTUP_FAILURES: tuple[type[BaseException], ...] = (
     psycopg.OperationalError,
     EmbeddedPostgresError,
+    migrate.DatabaseEncodingError,
     DatabaseUnavailable,
     *UNAVAILABLE,
 )
@@ -30,8 +31,10 @@ STARTUP_FAILURES: tuple[type[BaseException], ...] = (
 
 @contextmanager
 def database_url(settings: Settings) -> Iterator[str]:
-    """DATABASE_URL when set; otherwise the embedded PostgreSQL, stopped on exit."""
+    """DATABASE_URL when set (refused unless its encoding is UTF8); otherwise the
+    embedded PostgreSQL, stopped on exit. Every command starts here."""
     if settings.database_url is not None:
+        migrate.check_encoding(settings.database_url)
         yield settings.database_url
         return
     with EmbeddedPostgres(settings.data_dir) as embedded:
@@ -51,6 +54,12 @@ def serve(settings: Settings, workers: int) -> None:
 
 
 def run_migrate(settings: Settings, args: argparse.Namespace) -> None:
+    if args.count is not None and not args.rollback:
+        sys.exit(
+            "chatsvc: migrate --count needs --rollback (applying always applies every pending migration)"
+        )
+    if args.count is not None and args.count < 1:
+        sys.exit("chatsvc: migrate --rollback --count must be at least 1")
     with database_url(settings) as url:
         if args.list:
             for migration_id, applied in migrate.status(url):

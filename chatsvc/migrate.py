@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from yoyo import get_backend, read_migrations
 
 from chatsvc.resources import migrations_folder
@@ -22,6 +23,22 @@ def yoyo_url(database_url: str) -> str:
     if not sep or scheme not in ("postgresql", "postgres"):
         raise ValueError("DATABASE_URL must start with postgresql:// or postgres://")
     return f"postgresql+psycopg://{rest}"
+
+
+class DatabaseEncodingError(Exception):
+    """The database does not store text as UTF-8, which every title and message needs."""
+
+
+def check_encoding(database_url: str) -> None:
+    """Refuses a database whose encoding is not UTF8 (say SQL_ASCII, which keeps bytes
+    unchecked and makes psycopg hand yoyo bytes where it expects text)."""
+    with psycopg.connect(database_url) as conn:
+        encoding = conn.info.parameter_status("server_encoding")
+    if encoding != "UTF8":
+        raise DatabaseEncodingError(
+            f"its encoding is {encoding}, and chatsvc needs UTF8"
+            " (CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0)"
+        )
 
 
 @contextmanager

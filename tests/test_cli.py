@@ -22,6 +22,7 @@ import aiohttp
 import asyncpg
 import psycopg
 
+from tests.conftest import with_database
 from tests.sse import EventStream
 
 CHATSVC = [sys.executable, "-m", "chatsvc"]
@@ -178,6 +179,49 @@ def test_an_unreachable_database_exits_with_one_line() -> None:
     assert result.returncode == 1
     assert result.stderr.strip().startswith("chatsvc: cannot use the database: ")
     assert "Traceback" not in result.stderr
+
+
+def test_a_database_not_in_utf8_is_refused_with_one_line(server_url: str) -> None:
+    name = f"chatsvc_test_ascii_{os.getpid()}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE DATABASE {name} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        )
+    try:
+        env = environment(DATABASE_URL=with_database(server_url, name))
+        refusal = (
+            "chatsvc: cannot use the database: its encoding is SQL_ASCII, and chatsvc needs UTF8"
+            " (CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0)"
+        )
+        for command in (["serve"], ["migrate"], ["migrate", "--list"], ["purge-keys"]):
+            result = subprocess.run(
+                [*CHATSVC, *command], env=env, capture_output=True, text=True, timeout=60, check=False
+            )
+            assert result.returncode == 1, command
+            assert result.stderr.splitlines() == [refusal], command
+        with psycopg.connect(with_database(server_url, name)) as conn:  # nothing was applied
+            assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (
+                0,
+            )
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def test_migrate_count_without_rollback_is_an_error(make_database: Callable[[], str]) -> None:
+    env = environment(DATABASE_URL=make_database())
+    for args, error in (
+        (["--count", "1"], "chatsvc: migrate --count needs --rollback"),
+        (["--rollback", "--count", "0"], "chatsvc: migrate --rollback --count must be at least 1"),
+    ):
+        result = subprocess.run(
+            [*CHATSVC, "migrate", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 1 and result.stderr.startswith(error), result.stderr
+    listing = subprocess.run(
+        [*CHATSVC, "migrate", "--list"], env=env, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert "applied" not in listing  # nothing was done
 
 
 def test_migrate_apply_list_and_rollback(make_database: Callable[[], str]) -> None:
