@@ -58,13 +58,17 @@ def parse_time(value: str) -> datetime:
     return parsed
 
 
-async def waiting_on_a_lock(db: asyncpg.Connection, request: Awaitable[T]) -> asyncio.Task[T]:
-    """Starts request and returns once the service's backend waits for a lock."""
+async def waiting_on_a_lock(
+    db: asyncpg.Connection, request: Awaitable[T], application: str = "chatsvc"
+) -> asyncio.Task[T]:
+    """Starts request and returns once a backend of the service waits for a lock: one
+    of its pool's ("chatsvc") or its events listener's ("chatsvc-events")."""
     task = asyncio.ensure_future(request)
     for _ in range(1000):
         waiting = await db.fetchval(
             "SELECT count(*) FROM pg_stat_activity"
-            " WHERE application_name = 'chatsvc' AND wait_event_type = 'Lock' AND datname = current_database()"
+            " WHERE application_name = $1 AND wait_event_type = 'Lock' AND datname = current_database()",
+            application,
         )
         if waiting or task.done():
             break

@@ -12,6 +12,7 @@ import random
 from typing import Any
 
 import asyncpg
+import pytest
 
 from chatsvc import queries
 from tests.api import create_chat, send, waiting_on_a_lock
@@ -23,16 +24,29 @@ async def message_ids(client: Client, chat_id: int) -> list[int]:
     return [message["id"] for message in body["messages"]]
 
 
+# Both kinds of send lock the chat's row: unkeyed ones (create_messages.sql,
+# then create_message.sql) and keyed ones (create_message_once.sql).
+SEND_KINDS = pytest.mark.parametrize("keyed", [False, True], ids=["unkeyed", "with an Idempotency-Key"])
+
+
+def send_request(client: Client, chat_id: int, text: str, keyed: bool) -> Any:
+    headers = {"Idempotency-Key": f"key-{random.getrandbits(64)}"} if keyed else {}
+    return client.post(f"/chats/{chat_id}/messages/", json={"text": text}, headers=headers)
+
+
+@SEND_KINDS
 async def test_a_send_waits_for_an_earlier_send_in_the_same_chat(
-    client: Client, db: asyncpg.Connection, other: asyncpg.Connection
+    client: Client, db: asyncpg.Connection, other: asyncpg.Connection, keyed: bool
 ) -> None:
     chat = await create_chat(client)
     first = await other.fetchrow(queries.CREATE_MESSAGES, [chat["id"]], ["first"])
-    later = await waiting_on_a_lock(db, send(client, chat["id"], "later"))
+    later = await waiting_on_a_lock(db, send_request(client, chat["id"], "later", keyed))
     # Neither is visible yet: a reader never sees "later" without "first".
     assert await message_ids(client, chat["id"]) == []
     await other.execute("COMMIT")
-    second = await later
+    response = await later
+    assert response.status == 201, await response.text()
+    second = await response.json()
     assert second["id"] > first["id"]
     assert await message_ids(client, chat["id"]) == [first["id"], second["id"]]
 
@@ -48,14 +62,13 @@ async def test_a_delete_waits_for_a_send_in_progress_and_takes_its_message(
     assert await db.fetchval("SELECT count(*) FROM messages WHERE chat_id = $1", chat["id"]) == 0
 
 
+@SEND_KINDS
 async def test_a_send_racing_a_delete_in_progress_is_404_not_500(
-    client: Client, db: asyncpg.Connection, other: asyncpg.Connection
+    client: Client, db: asyncpg.Connection, other: asyncpg.Connection, keyed: bool
 ) -> None:
     chat = await create_chat(client)
     await other.execute("DELETE FROM chats WHERE id = $1", chat["id"])
-    racing = await waiting_on_a_lock(
-        db, client.post(f"/chats/{chat['id']}/messages/", json={"text": "too late"})
-    )
+    racing = await waiting_on_a_lock(db, send_request(client, chat["id"], "too late", keyed))
     await other.execute("COMMIT")
     response = await racing
     assert response.status == 404, await response.text()

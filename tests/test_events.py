@@ -16,7 +16,7 @@ from chatsvc.app import create_app
 from chatsvc.events import TOO_SLOW, EventHub
 from chatsvc.keys import EVENTS
 from chatsvc.settings import Settings
-from tests.api import create_chat, error_locations, problem, send
+from tests.api import create_chat, error_locations, problem, send, waiting_on_a_lock
 from tests.conftest import Client
 from tests.sse import EventStream
 
@@ -167,6 +167,28 @@ async def test_a_reconnect_with_last_event_id_gets_exactly_the_missed_messages_t
     live = await send_many(client, chat["id"], 2, "live")
     assert await resumed.messages(2) == live
     resumed.close()
+
+
+async def test_a_stream_resumed_while_a_send_is_in_flight_receives_that_message(
+    client: Client, db: asyncpg.Connection, other: asyncpg.Connection
+) -> None:
+    """The send's trigger ran before the stream registered (so it did not notify), and
+    it commits after: registering waits for the chat's row lock, so the stream's
+    history read then sees the message (sql/events/watch_chat.sql)."""
+    chat = await create_chat(client)
+    seen = await send(client, chat["id"], "seen")
+    await other.fetchrow(queries.CREATE_MESSAGES, [chat["id"]], ["in flight"])
+    opening = await waiting_on_a_lock(
+        db,
+        open_stream(client, chat["id"], headers={"Last-Event-ID": str(seen["id"])}),
+        application="chatsvc-events",
+    )
+    await other.execute("COMMIT")
+    stream = await opening
+    assert [message["text"] for message in await stream.messages(1)] == ["in flight"]
+    live = await send(client, chat["id"], "live")
+    assert await stream.messages(1) == [live]
+    stream.close()
 
 
 async def test_after_resumes_like_last_event_id_and_the_header_wins(client: Client) -> None:
