@@ -54,11 +54,13 @@ class EventStream:
                     setattr(frame, name, value)
 
     async def event(self, within: float = 10) -> Frame:
-        """The next frame that is an event, skipping comments and the retry hint."""
-        while True:
-            frame = await self.frame(within)
-            if frame.event is not None:
-                return frame
+        """The next frame that is an event, skipping comments and the retry hint;
+        TimeoutError if none comes within the time (heartbeats do not extend it)."""
+        async with asyncio.timeout(within):
+            while True:
+                frame = await self.frame(within)
+                if frame.event is not None:
+                    return frame
 
     async def messages(self, count: int, within: float = 10) -> list[dict[str, Any]]:
         """The next count message events' data, checking each id: line against it."""
@@ -72,11 +74,12 @@ class EventStream:
         return messages
 
     async def ends(self, within: float = 10) -> list[Frame]:
-        """Reads to the end of the stream; the frames before it."""
+        """Reads to the end of the stream, which must come within the time; the frames before it."""
         frames = []
         try:
-            while True:
-                frames.append(await self.frame(within))
+            async with asyncio.timeout(within):
+                while True:
+                    frames.append(await self.frame(within))
         except EndOfStream:
             return frames
 

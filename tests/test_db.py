@@ -13,7 +13,9 @@ import asyncpg
 import pytest
 
 from chatsvc.db import Database, DatabaseUnavailable, open_database
+from chatsvc.keys import DATABASE, SETTINGS
 from chatsvc.settings import Settings
+from tests.conftest import Client
 
 
 async def backend_pid(pool: Database) -> int:
@@ -153,3 +155,22 @@ async def test_closing_fails_waiters_and_closes_busy_connections_when_returned(p
 async def _use(pool: Database) -> None:
     async with pool.connection() as conn:
         await conn.fetchval("SELECT 1")
+
+
+async def test_the_service_pool_sessions_run_with_the_service_settings(client: Client) -> None:
+    """Read back from a connection of the running app's own pool, not one set up by the test."""
+    database = client.app[DATABASE]
+    statement_timeout = client.app[SETTINGS].statement_timeout
+    async with database.connection() as conn:
+        settings = dict(
+            await conn.fetch(
+                "SELECT name, setting FROM pg_settings WHERE name = ANY($1::text[])",
+                ["plan_cache_mode", "statement_timeout", "TimeZone", "application_name"],
+            )
+        )
+    assert settings == {
+        "plan_cache_mode": "force_generic_plan",  # tests/test_plans.py checks the generic plans
+        "statement_timeout": str(int(statement_timeout * 1000)),  # milliseconds
+        "TimeZone": "UTC",
+        "application_name": "chatsvc",
+    }

@@ -135,12 +135,13 @@ async def test_heartbeats_keep_coming_while_messages_flow(
     started, comments, messages = loop.time(), 0, 0
     while loop.time() - started < 1.5:
         await send(client, chat["id"])  # busier than the heartbeat
-        while True:
-            frame = await stream.frame()
-            comments += bool(frame.comments)
-            if frame.event == "message":
-                messages += 1
-                break
+        async with asyncio.timeout(10):  # a liveness bound: the message comes in milliseconds
+            while True:
+                frame = await stream.frame()
+                comments += bool(frame.comments)
+                if frame.event == "message":
+                    messages += 1
+                    break
     assert messages > 5
     assert comments >= 3  # about one per 0.3 s, although the stream never fell quiet
     stream.close()
@@ -234,7 +235,9 @@ async def test_reconnecting_again_and_again_while_others_send_loses_and_repeats_
         received: list[int] = []
         last = start["id"]
         rng = random.Random(7)
+        deadline = asyncio.get_running_loop().time() + 120  # a liveness bound: a lost message ends the test
         while not (done.is_set() and received and received[-1] == max(sent)):
+            assert asyncio.get_running_loop().time() < deadline, f"never caught up: {received[-5:]}"
             stream = await open_stream(client, chat["id"], headers={"Last-Event-ID": str(last)})
             try:
                 for _ in range(rng.randint(1, 12)):

@@ -152,7 +152,7 @@ async def test_killing_the_service_under_load_loses_no_acknowledged_send(
     with serving(env) as (base, _):
         async with aiohttp.ClientSession() as session:
             after = 0
-            while True:
+            for _ in range(10_000):  # more pages than the chat holds: bounded, never a hang
                 async with session.get(f"{base}/chats/{chat_id}/messages/?after={after}&limit=100") as page:
                     assert page.status == 200
                     body = await page.json()
@@ -160,5 +160,7 @@ async def test_killing_the_service_under_load_loses_no_acknowledged_send(
                 if not body["has_more"]:
                     break
                 after = served[-1]
+            else:
+                raise AssertionError("has_more never became false")
     assert set(acknowledged.values()) <= set(served)
     assert served == sorted(served) and len(served) == sum(len(ids) for ids in stored.values())

@@ -37,9 +37,13 @@ async def chat_with(client: Client, count: int) -> tuple[int, list[int]]:
     return chat["id"], sent
 
 
+MAX_PAGES = 1000  # more than any test's history holds: a has_more that stays true fails, not hangs
+
+
 async def pages_back(client: Client, chat_id: int, limit: int) -> list[dict[str, Any]]:
     pages = [await history(client, chat_id, f"?limit={limit}")]
     while pages[-1]["has_more"]:
+        assert len(pages) < MAX_PAGES, "has_more never became false"
         pages.append(await history(client, chat_id, f"?limit={limit}&before={ids(pages[-1])[0]}"))
     return pages
 
@@ -47,6 +51,7 @@ async def pages_back(client: Client, chat_id: int, limit: int) -> list[dict[str,
 async def pages_forward(client: Client, chat_id: int, limit: int, after: int = 0) -> list[dict[str, Any]]:
     pages = [await history(client, chat_id, f"?limit={limit}&after={after}")]
     while pages[-1]["has_more"]:
+        assert len(pages) < MAX_PAGES, "has_more never became false"
         pages.append(await history(client, chat_id, f"?limit={limit}&after={ids(pages[-1])[-1]}"))
     return pages
 

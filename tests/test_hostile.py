@@ -178,10 +178,11 @@ def until_closed(base: str, raw: bytes, timeout: float = 10) -> tuple[bytes, boo
     """Everything the server sends after raw, and whether it then closed the connection."""
     host, port = base.removeprefix("http://").split(":")
     received = b""
+    deadline = time.monotonic() + timeout  # also for a server that keeps sending
     with socket.create_connection((host, int(port)), timeout=timeout) as sock:
         with contextlib.suppress(OSError):  # it may answer and close before taking everything
             sock.sendall(raw)
-        while True:
+        while time.monotonic() < deadline:
             try:
                 chunk = sock.recv(65536)
             except ConnectionResetError:
@@ -191,6 +192,7 @@ def until_closed(base: str, raw: bytes, timeout: float = 10) -> tuple[bytes, boo
             if not chunk:
                 return received, True
             received += chunk
+    return received, False
 
 
 def status_of(answer: bytes) -> int:

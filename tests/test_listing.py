@@ -27,6 +27,7 @@ async def all_pages(client: Client, limit: int) -> list[dict[str, Any]]:
     """Every page from the newest, following next_before to the end."""
     pages = [await listing(client, f"?limit={limit}")]
     while pages[-1]["next_before"] is not None:
+        assert len(pages) < 1000, "next_before never became null"
         pages.append(await listing(client, f"?limit={limit}&before={pages[-1]['next_before']}"))
     return pages
 

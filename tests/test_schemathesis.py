@@ -2,8 +2,9 @@
 every check it has, positive and negative cases, and stateful sequences.
 
 A short run (SCHEMATHESIS_SECONDS, default 30) in the test command; the
-README's reliability report gives the command for a long one. Settings, and
-the one contract rule they spell out, are in tests/schemathesis.toml.
+README's reliability report gives the command for a long one. Settings are
+in tests/schemathesis.toml, hooks (fresh Idempotency-Keys, so that no valid
+request may be refused) in tests/schemathesis_hooks.py.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tests.test_cli import environment, serving
 
 SECONDS = os.environ.get("SCHEMATHESIS_SECONDS", "30")
 CONFIG = Path(__file__).with_name("schemathesis.toml")
+HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 
 
 def test_schemathesis_finds_no_failure(make_database: Callable[[], str], tmp_path: Path) -> None:
@@ -34,6 +36,7 @@ def test_schemathesis_finds_no_failure(make_database: Callable[[], str], tmp_pat
                 "--suppress-health-check", "too_slow",
             ],
             cwd=tmp_path, capture_output=True, text=True, timeout=int(SECONDS) + 300, check=False,
+            env={**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)},
         )  # fmt: skip
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
     assert " passed" in result.stdout and "failures" not in result.stdout.split("SUMMARY")[-1]
