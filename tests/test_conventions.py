@@ -209,6 +209,17 @@ async def test_body_over_64_kib_is_413(client: Client, db: asyncpg.Connection) -
     assert await db.fetchval("SELECT count(*) FROM chats") == count_before
 
 
+async def test_a_content_length_past_64_kib_is_413_before_the_body_arrives(client: Client) -> None:
+    """Refused from the header alone: the client sent 10 bytes of the 70,000 it announced,
+    so an answer that waited for the body would come only at the body timeout."""
+    head = (
+        b"POST /chats/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 70000\r\n\r\n"
+    )
+    answer = await raw_exchange(client, head + b'{"title": ')
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert b"application/problem+json" in answer
+
+
 async def test_chunked_body_over_64_kib_is_413(client: Client) -> None:
     await problem(await client.post("/chats/", data=chunks(padded_body(MAX_BODY + 1)), headers=JSON), 413)
     chat = await create_chat(client)

@@ -407,6 +407,27 @@ async def test_foreign_notifications_on_the_channel_are_ignored(
     stream.close()
 
 
+async def test_a_live_event_for_a_message_the_stream_has_sent_is_not_repeated(
+    client: Client, db: asyncpg.Connection
+) -> None:
+    """A resumed stream's history and its live events overlap (it subscribes before it
+    reads); the overlap is skipped by id. Here the repeat is forced: the triggers' own
+    notification for a message already sent, sent again."""
+    chat = await create_chat(client)
+    seen = await send(client, chat["id"], "seen")
+    missed = await send(client, chat["id"], "missed")
+    stream = await open_stream(client, chat["id"], headers={"Last-Event-ID": str(seen["id"])})
+    assert await stream.messages(1) == [missed]
+    await db.execute(
+        "SELECT pg_notify('chatsvc_events', format('message %s %s 1/1 %s', chat_id, id, to_json(m)))"
+        " FROM (SELECT id, chat_id, text, created_at FROM messages WHERE id = $1) AS m",
+        missed["id"],
+    )
+    live = await send(client, chat["id"], "live")
+    assert await stream.messages(1) == [live]  # not missed a second time
+    stream.close()
+
+
 async def test_a_resume_point_past_every_id_is_accepted_and_sends_nothing_below_it(client: Client) -> None:
     chat = await create_chat(client)
     await send(client, chat["id"], "before")

@@ -150,6 +150,39 @@ async def test_a_message_key_with_another_body_is_422_and_stores_nothing(
     assert await messages_in(db, chat["id"]) == 1
 
 
+# Bodies that differ by one character, in case only, or in inner whitespace:
+# each is another body (only surrounding whitespace is trimmed).
+NEAR_MISSES = [
+    ("Hello", "hello"),
+    ("a b", "a  b"),
+    ("x", "x."),
+    ("\u0451", "\u0435"),  # Cyrillic io and ie
+    ("line\n1", "line 1"),
+]
+
+
+@pytest.mark.parametrize(("first", "retry"), NEAR_MISSES)
+async def test_a_chat_retry_with_a_nearly_equal_title_is_422(client: Client, first: str, retry: str) -> None:
+    key = new_key()
+    await created(await post_chat(client, key, first), replayed=False)
+    assert error_locations(await problem(await post_chat(client, key, retry), 422)) == [
+        ["header", "Idempotency-Key"]
+    ]
+
+
+@pytest.mark.parametrize(("first", "retry"), NEAR_MISSES)
+async def test_a_message_retry_with_a_nearly_equal_text_is_422(
+    client: Client, db: asyncpg.Connection, first: str, retry: str
+) -> None:
+    chat = await create_chat(client)
+    key = new_key()
+    await created(await post_message(client, chat["id"], key, first), replayed=False)
+    assert error_locations(await problem(await post_message(client, chat["id"], key, retry), 422)) == [
+        ["header", "Idempotency-Key"]
+    ]
+    assert await messages_in(db, chat["id"]) == 1
+
+
 async def test_message_keys_are_scoped_to_their_chat(client: Client) -> None:
     first_chat, second_chat = await create_chat(client), await create_chat(client)
     key = new_key()
