@@ -412,19 +412,36 @@ def running(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
+def worker_pids(parent: int, count: int) -> list[int]:
+    """The pids of a `serve --workers` parent's worker processes, once all count have started."""
+    deadline = time.monotonic() + 30
+    workers: list[int] = []
+    while len(workers) < count and time.monotonic() < deadline:
+        children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        workers = [int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        time.sleep(0.1)
+    assert len(workers) == count
+    return workers
+
+
+def test_a_worker_that_dies_stops_the_others_and_the_parent_exits_1(make_database: Callable[[], str]) -> None:
+    """So that the process manager above restarts the whole service, not half of it."""
+    env = environment(DATABASE_URL=make_database(), CHATSVC_LOG_LEVEL="WARNING")
+    with serving(env, "--workers", "2") as (base, process):
+        dying, other = worker_pids(process.pid, 2)
+        assert call("GET", f"{base}/healthz")[0] == 200
+        os.kill(dying, signal.SIGKILL)
+        assert process.wait(timeout=60) == 1
+        assert not running(other)
+        _READERS[process.pid].join(timeout=10)
+        assert "exited with -9; stopping" in output_of(process)
+
+
 def test_workers_stop_when_their_parent_is_killed(make_database: Callable[[], str]) -> None:
     """SIGKILL leaves the parent no chance to stop its workers: the kernel tells them (Linux)."""
     env = environment(DATABASE_URL=make_database(), CHATSVC_LOG_LEVEL="WARNING")
     with serving(env, "--workers", "2") as (base, process):
-        deadline = time.monotonic() + 30
-        workers: list[int] = []
-        while len(workers) < 2 and time.monotonic() < deadline:
-            children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
-            workers = [
-                int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
-            ]
-            time.sleep(0.1)
-        assert len(workers) == 2
+        workers = worker_pids(process.pid, 2)
         assert call("GET", f"{base}/healthz")[0] == 200
         process.kill()
         process.wait(timeout=10)

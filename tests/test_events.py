@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
@@ -14,6 +15,7 @@ from pytest_aiohttp import AiohttpClient
 from chatsvc import queries
 from chatsvc.app import create_app
 from chatsvc.events import TOO_SLOW, EventHub
+from chatsvc.handlers import events as events_handler
 from chatsvc.keys import EVENTS
 from chatsvc.settings import Settings
 from tests.api import create_chat, error_locations, problem, send, waiting_on_a_lock
@@ -577,3 +579,37 @@ async def test_streams_past_the_per_process_limit_get_503_and_the_rest_keeps_wor
     assert client.app[EVENTS].subscriber_count == 2
     response.close()
     streams[0].close()
+
+
+async def test_a_client_that_stops_reading_is_cut_off_after_the_send_timeout(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SEND_TIMEOUT is 30 s; here 0.5 s. The client's socket takes little and is never read,
+    so once the kernel's buffers and the transport's are full, a frame cannot be written."""
+    assert events_handler.SEND_TIMEOUT == 30  # as the README says
+    monkeypatch.setattr(events_handler, "SEND_TIMEOUT", 0.5)
+    chat = await create_chat(client)
+    assert client.server.port is not None
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", client.server.port))
+    try:
+        await asyncio.get_running_loop().sock_sendall(
+            sock, f"GET /chats/{chat['id']}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        )
+        hub = client.app[EVENTS]
+        deadline = asyncio.get_running_loop().time() + 30  # a liveness bound
+        while hub.subscriber_count == 0:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        sent = 0
+        while hub.subscriber_count:  # each event is about 5 KB, and nobody reads them
+            assert asyncio.get_running_loop().time() < deadline, f"still subscribed after {sent} sends"
+            await send(client, chat["id"], "x" * 5000)
+            sent += 1
+        assert sent < 2000
+    finally:
+        sock.close()
+    # Everything else keeps being served.
+    assert (await client.get(f"/chats/{chat['id']}?limit=1")).status == 200

@@ -13,6 +13,7 @@ from aiohttp import ClientResponse
 from multidict import CIMultiDict
 from pytest_aiohttp import AiohttpClient
 
+from chatsvc import app as app_module
 from chatsvc import queries
 from chatsvc.app import create_app
 from chatsvc.keys import DATABASE
@@ -359,3 +360,21 @@ async def test_keys_older_than_24_hours_are_purged_and_younger_ones_kept(
     await created(await post_chat(client, old_chat_key, "old"), replayed=False)
     await created(await post_message(client, chat["id"], old_message_key, "old"), replayed=False)
     assert queries.KEY_RETENTION == timedelta(hours=24)
+
+
+async def test_a_serving_app_purges_expired_keys_by_itself(
+    aiohttp_client: AiohttpClient, settings: Settings, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """serve purges every KEY_PURGE_INTERVAL (an hour); here every 50 ms, to see it happen."""
+    assert app_module.KEY_PURGE_INTERVAL == 3600  # hourly, as the README says
+    monkeypatch.setattr(app_module, "KEY_PURGE_INTERVAL", 0.05)
+    client = await aiohttp_client(create_app(settings))
+    key = new_key()
+    await created(await post_chat(client, key, "expiring"), replayed=False)
+    await db.execute(
+        "UPDATE chat_idempotency_keys SET created_at = created_at - interval '25 hours' WHERE key = $1", key
+    )
+    deadline = asyncio.get_running_loop().time() + 10  # a liveness bound
+    while await db.fetchval("SELECT count(*) FROM chat_idempotency_keys WHERE key = $1", key):
+        assert asyncio.get_running_loop().time() < deadline, "the expired key was never purged"
+        await asyncio.sleep(0.05)

@@ -87,6 +87,8 @@ async def test_one_json_access_line_per_request_without_bodies(
     sent, read = lines
     assert sent["method"] == "POST" and sent["route"] == "/chats/{chat_id}/messages" and sent["status"] == 201
     assert read["route"] == "/chats/{chat_id}" and read["status"] == 200
+    # The path as requested, without its query string.
+    assert sent["path"] == f"/chats/{chat['id']}/messages/" and read["path"] == f"/chats/{chat['id']}"
     assert read["request_id"] == "read-1" == response.headers["X-Request-ID"]
     assert all(isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0 for line in lines)
     assert {"time", "level", "logger", "message"} <= set(read)
@@ -181,6 +183,7 @@ async def test_pool_and_stream_gauges(
     metrics = await scrape(client)
     assert metrics[("chatsvc_sse_subscribers", frozenset())] == 1
     assert metrics[("chatsvc_pool_max_size", frozenset())] == 1
+    assert metrics[("chatsvc_pool_size", frozenset())] == 1
     stream.close()
     # The only connection waits on a lock; a second request waits for the connection.
     await other.execute("SELECT id FROM chats WHERE id = $1 FOR UPDATE", chat["id"])
