@@ -162,3 +162,30 @@ async def test_sends_racing_deletes_get_only_201_or_404_and_leave_no_orphans(
 async def test_parallel_creates_get_distinct_ids(client: Client) -> None:
     created = await asyncio.gather(*(create_chat(client, f"parallel {n}") for n in range(50)))
     assert len({chat["id"] for chat in created}) == 50
+
+
+async def test_a_send_whose_client_leaves_while_it_waits_is_stored_all_the_same(
+    client: Client, db: asyncpg.Connection, other: asyncpg.Connection
+) -> None:
+    """A request runs to its end when its client goes (aiohttp's handler_cancellation
+    off, pinned in create_app): a send that reached the database is not cut off half-way."""
+    chat = await create_chat(client)
+    await other.execute("SELECT id FROM chats WHERE id = $1 FOR UPDATE", chat["id"])
+    assert client.server.port is not None
+    body = b'{"text": "sent by a client that left"}'
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
+    writer.write(
+        f"POST /chats/{chat['id']}/messages/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+    answer = await waiting_on_a_lock(db, reader.read(1))  # no answer while the send waits
+    writer.close()  # the client leaves while its send waits for the chat's lock
+    answer.cancel()
+    await asyncio.sleep(0.2)  # the server notices the closed connection
+    await other.execute("ROLLBACK")
+    deadline = asyncio.get_running_loop().time() + 10  # a liveness bound
+    while not await db.fetchval("SELECT count(*) FROM messages WHERE chat_id = $1", chat["id"]):
+        assert asyncio.get_running_loop().time() < deadline, "the send was cancelled with its client"
+        await asyncio.sleep(0.05)
