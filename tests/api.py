@@ -89,13 +89,18 @@ async def raw_exchange(client: TestClient[Any, Any], request: bytes, close_after
         await writer.wait_closed()
         return b""
     try:
-        async with asyncio.timeout(10):  # one response: head, then Content-Length bytes
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                int(line.split(b":", 1)[1])
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-length:")
-            )
-            return head + await reader.readexactly(length)
+        return await read_answer(reader)
     finally:
         writer.close()
+
+
+async def read_answer(reader: asyncio.StreamReader, within: float = 10) -> bytes:
+    """One whole response from a raw connection: its head, then Content-Length bytes."""
+    async with asyncio.timeout(within):
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        return head + await reader.readexactly(length)

@@ -22,7 +22,7 @@ from chatsvc import listening
 from chatsvc.app import create_app
 from chatsvc.keys import DATABASE
 from chatsvc.settings import Settings
-from tests.api import create_chat, problem, waiting_on_a_lock
+from tests.api import create_chat, problem, read_answer, waiting_on_a_lock
 from tests.test_cli import environment, serving
 from tests.test_hostile import until_closed
 
@@ -194,14 +194,7 @@ def post_request(path: str, body: bytes) -> bytes:
 async def answer_on(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bytes:
     """Sends request on an open connection and reads one whole answer (a Content-Length body)."""
     writer.write(request)
-    async with asyncio.timeout(5):
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(
-            int(line.split(b":", 1)[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length:")
-        )
-        return head + await reader.readexactly(length)
+    return await read_answer(reader, within=5)
 
 
 async def test_connections_without_a_whole_request_head_are_closed_after_the_idle_timeout(
