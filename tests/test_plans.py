@@ -13,17 +13,15 @@ from typing import Any
 import asyncpg
 import pytest
 
-from chatsvc import migrate, queries
+from chatsvc import queries
 
 BIG = 50_000
 CHATS = 20_000
 
 
 @pytest.fixture(scope="module")
-def big_database(make_database: Callable[[], str]) -> str:
-    url = make_database()
-    migrate.apply(url)
-    return url
+def big_database(make_migrated_database: Callable[[], str]) -> str:
+    return make_migrated_database()
 
 
 @pytest.fixture
