@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import asyncpg
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 T = TypeVar("T")
 
@@ -104,3 +105,21 @@ async def read_answer(reader: asyncio.StreamReader, within: float = 10) -> bytes
             if line.lower().startswith(b"content-length:")
         )
         return head + await reader.readexactly(length)
+
+
+# -- /metrics ------------------------------------------------------------------------
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def scrape(client: TestClient[Any, Any]) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=")
+    return samples(await response.text())

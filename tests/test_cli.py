@@ -6,15 +6,12 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,101 +20,17 @@ import asyncpg
 import psycopg
 
 from tests.conftest import with_database
+from tests.served import (
+    CHATSVC,
+    call,
+    environment,
+    free_port,
+    output_when_exited,
+    postgres_running,
+    serving,
+    stop,
+)
 from tests.sse import EventStream
-
-CHATSVC = [sys.executable, "-m", "chatsvc"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def environment(**variables: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("CHATSVC_")}
-    return env | variables
-
-
-def call(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            raw = response.read()
-            return response.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-# Everything each served process has written so far, read as it comes: a
-# pipe nobody reads fills up (64 KiB) and then blocks the service's logging.
-_OUTPUT: dict[int, list[str]] = {}
-_READERS: dict[int, threading.Thread] = {}
-
-
-def _drain(process: subprocess.Popen[str]) -> threading.Thread:
-    lines: list[str] = []
-    _OUTPUT[process.pid] = lines  # fresh: a pid may be reused by a later test's process
-
-    def read() -> None:
-        assert process.stdout is not None
-        lines.extend(process.stdout)  # line by line, as they come
-
-    reader = _READERS[process.pid] = threading.Thread(target=read, daemon=True)
-    reader.start()
-    return reader
-
-
-def output_of(process: subprocess.Popen[str]) -> str:
-    return "".join(_OUTPUT.get(process.pid, []))
-
-
-@contextmanager
-def serving(env: dict[str, str], *args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`chatsvc serve` on a free port; yields its base URL once it answers /healthz."""
-    port = free_port()
-    process = subprocess.Popen(
-        [*CHATSVC, "serve", "--port", str(port), *args], env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    reader = _drain(process)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, output_of(process)
-            try:
-                if call("GET", f"{base}/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "chatsvc serve did not come up"
-            time.sleep(0.1)
-        yield base, process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
-        reader.join(timeout=10)
-        if process.stdout:
-            process.stdout.close()
-
-
-def stop(process: subprocess.Popen[str]) -> str:
-    """SIGTERM, a clean exit, and everything the process wrote."""
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) == 0
-    _READERS[process.pid].join(timeout=10)  # to the end of the output
-    return output_of(process)
-
-
-def postgres_running(data_dir: Path) -> bool:
-    # PostgreSQL removes its pid file when it stops cleanly.
-    return (data_dir / "pgdata" / "postmaster.pid").exists()
 
 
 def test_serve_with_database_url_applies_migrations_and_serves(make_database: Callable[[], str]) -> None:
@@ -433,8 +346,7 @@ def test_a_worker_that_dies_stops_the_others_and_the_parent_exits_1(make_databas
         os.kill(dying, signal.SIGKILL)
         assert process.wait(timeout=60) == 1
         assert not running(other)
-        _READERS[process.pid].join(timeout=10)
-        assert "exited with -9; stopping" in output_of(process)
+        assert "exited with -9; stopping" in output_when_exited(process)
 
 
 def test_workers_stop_when_their_parent_is_killed(make_database: Callable[[], str]) -> None:

@@ -17,9 +17,8 @@ import asyncpg
 import pytest
 
 from chatsvc import queries
-from tests.api import create_chat, send, waiting_on_a_lock
+from tests.api import create_chat, scrape, send, waiting_on_a_lock
 from tests.conftest import Client
-from tests.test_observability import scrape
 
 
 async def message_ids(client: Client, chat_id: int) -> list[int]:

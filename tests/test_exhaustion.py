@@ -23,8 +23,7 @@ from chatsvc.app import create_app
 from chatsvc.keys import DATABASE
 from chatsvc.settings import Settings
 from tests.api import create_chat, problem, read_answer, waiting_on_a_lock
-from tests.test_cli import environment, serving
-from tests.test_hostile import until_closed
+from tests.served import environment, serving, until_closed
 
 SLOW_CLIENTS = 300
 IDLE_STREAMS = 300

@@ -23,7 +23,7 @@ from chatsvc.app import create_app
 from chatsvc.embedded import EmbeddedPostgres
 from chatsvc.settings import Settings
 from tests.api import create_chat, problem
-from tests.test_cli import environment, serving
+from tests.served import environment, serving
 
 SENDERS = 6
 ACQUIRE_TIMEOUT = 1.0

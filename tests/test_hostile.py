@@ -7,7 +7,6 @@ service still serves, and nothing was stored or executed that should not be.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import subprocess
@@ -17,7 +16,17 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
-from tests.test_cli import call, environment, output_of, serving
+from tests.served import (
+    call,
+    complete,
+    environment,
+    exchange,
+    output_of,
+    serving,
+    status_of,
+    timed_exchange,
+    until_closed,
+)
 
 # Requests aiohttp's HTTP parser itself refuses, before any routing: answered
 # as problem+json by the service's connection handler (chatsvc/listening.py),
@@ -129,74 +138,6 @@ def served(make_database: Callable[[], str]) -> Iterator[tuple[str, str, subproc
 def service(served: tuple[str, str, subprocess.Popen[str]]) -> tuple[str, str]:
     base, url, _ = served
     return base, url
-
-
-def exchange(base: str, raw: bytes, timeout: float = 15) -> bytes:
-    """Sends raw bytes; what the server answered, up to one whole response or the connection's end."""
-    return timed_exchange(base, raw, timeout)[0]
-
-
-def complete(received: bytes) -> bool:
-    """Whether received holds a whole response with a Content-Length body."""
-    head, separator, body = received.partition(b"\r\n\r\n")
-    if not separator:
-        return False
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return len(body) >= int(value)
-    return False
-
-
-def timed_exchange(base: str, raw: bytes, timeout: float = 15) -> tuple[bytes, float]:
-    """What the server answered, and how many seconds its first byte took."""
-    host, port = base.removeprefix("http://").split(":")
-    started = time.monotonic()
-    first_byte = float("inf")
-    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-        try:
-            sock.sendall(raw)
-        except OSError:
-            pass  # the server may answer and close before taking everything
-        received = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                chunk = sock.recv(65536)
-            except (TimeoutError, ConnectionResetError):
-                break
-            if not chunk:
-                break
-            first_byte = min(first_byte, time.monotonic() - started)
-            received += chunk
-            if complete(received):
-                break
-    return received, first_byte
-
-
-def until_closed(base: str, raw: bytes, timeout: float = 10) -> tuple[bytes, bool]:
-    """Everything the server sends after raw, and whether it then closed the connection."""
-    host, port = base.removeprefix("http://").split(":")
-    received = b""
-    deadline = time.monotonic() + timeout  # also for a server that keeps sending
-    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-        with contextlib.suppress(OSError):  # it may answer and close before taking everything
-            sock.sendall(raw)
-        while time.monotonic() < deadline:
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                return received, True
-            except TimeoutError:
-                return received, False
-            if not chunk:
-                return received, True
-            received += chunk
-    return received, False
-
-
-def status_of(answer: bytes) -> int:
-    return int(answer.split(b" ", 2)[1])
 
 
 @pytest.mark.parametrize("raw", PARSER_LEVEL.values(), ids=PARSER_LEVEL.keys())

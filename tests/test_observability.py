@@ -10,29 +10,13 @@ from urllib.parse import urlsplit
 import asyncpg
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient
 
 from chatsvc.app import ROUTES, create_app
 from chatsvc.logs import JsonFormatter
 from chatsvc.settings import Settings
-from tests.api import create_chat, send, waiting_on_a_lock
+from tests.api import create_chat, scrape, send, waiting_on_a_lock
 from tests.conftest import Client
-
-
-def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-async def scrape(client: Client) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    response = await client.get("/metrics")
-    assert response.status == 200
-    assert response.headers["Content-Type"].startswith("text/plain; version=")
-    return samples(await response.text())
 
 
 def labels(**pairs: str) -> frozenset[tuple[str, str]]:

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.test_cli import environment, serving
+from tests.served import environment, serving
 
 SECONDS = os.environ.get("SCHEMATHESIS_SECONDS", "30")
 CONFIG = Path(__file__).with_name("schemathesis.toml")
