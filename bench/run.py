@@ -139,9 +139,11 @@ def prefill(url: str, runs: int) -> tuple[dict[str, int], dict[int, list[int]]]:
 
 
 @contextmanager
-def process(command: list[str], env: Mapping[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    command: list[str], env: Mapping[str, str], port: int, cwd: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """A server process, once it accepts connections on port; stopped with SIGTERM afterwards."""
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
         while True:

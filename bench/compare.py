@@ -1,0 +1,81 @@
+"""Two checkouts of chatsvc back to back: what a change costs, measured in one run.
+
+    python bench/compare.py BEFORE AFTER [--rounds 6] [--duration 5] [--connections 32]
+
+BEFORE and AFTER are source trees (e.g. `git archive <commit> | tar -x -C
+/tmp/before`, and this work tree). Both serve the same embedded PostgreSQL
+and the same data (bench/run.py's prefill); each round runs get_chat and
+post_message with wrk against one, then the other, taking turns on who goes
+first, so that drift in a shared, noisy machine lands on both. Prints each
+scenario's requests/s per round and the medians. Run by hand, never by tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run as bench
+
+from chatsvc import migrate
+from chatsvc.embedded import EmbeddedPostgres
+
+SCENARIOS = ("get_chat", "post_message")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("before", type=Path)
+    parser.add_argument("after", type=Path)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per scenario")
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    trees = {"before": args.before.resolve(), "after": args.after.resolve()}
+    binary = bench.ensure_wrk()
+    measured: dict[str, dict[str, list[float]]] = {name: {s: [] for s in SCENARIOS} for name in trees}
+    with (
+        tempfile.TemporaryDirectory(prefix="chatsvc-compare-") as tmp,
+        EmbeddedPostgres(Path(tmp) / "pg") as pg,
+    ):
+        url = pg.url()
+        migrate.apply(url)
+        data, _ = bench.prefill(url, 1)
+        for round_number in range(args.rounds):
+            order = list(trees.items()) if round_number % 2 == 0 else list(trees.items())[::-1]
+            for name, tree in order:
+                port = bench.free_port()
+                # The tree's own package: first on the path, and the working directory
+                # (python -m puts it first) is the tree itself.
+                env = {
+                    **os.environ,
+                    "DATABASE_URL": url,
+                    "CHATSVC_LOG_LEVEL": "WARNING",
+                    "PYTHONPATH": str(tree),
+                }
+                command = [sys.executable, "-m", "chatsvc", "serve", "--port", str(port)]
+                with bench.process(command, env, port, cwd=tree):
+                    for scenario in SCENARIOS:
+                        result = bench.wrk(binary, f"http://127.0.0.1:{port}", scenario, data, args)
+                        measured[name][scenario].append(result["rps"])
+                print(f"round {round_number + 1}, {name}: "
+                      f"{ {s: round(v[-1]) for s, v in measured[name].items()} }", file=sys.stderr)  # fmt: skip
+    print(f"\n{'scenario':<16}{'before':>10}{'after':>10}{'after/before':>14}   each round (before | after)")
+    for scenario in SCENARIOS:
+        before, after = (statistics.median(measured[name][scenario]) for name in trees)
+        rounds = " ".join(
+            f"{b:.0f}|{a:.0f}" for b, a in zip(*(measured[n][scenario] for n in trees), strict=True)
+        )
+        print(f"{scenario:<16}{before:>10.0f}{after:>10.0f}{after / before:>14.2f}   {rounds}")
+
+
+if __name__ == "__main__":
+    main()
