@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 
 from chatsvc import queries
+from chatsvc.app import ROUTES
 from chatsvc.sql import STATEMENTS, SqlFileError, Statement, load, statement
 
 # Header spellings of types -> PostgreSQL's internal names.
@@ -50,7 +51,10 @@ def test_statement_lookup_checks_the_cardinality() -> None:
         statement("no_such_statement", ":one")
 
 
-GOOD = "-- name: {name} :one\n-- Does a thing.\n-- params: none\n-- returns: x\n-- uses: nothing\nSELECT 1;\n"
+GOOD = (
+    "-- name: {name} :one\n-- serves: GET /x\n-- Does a thing.\n-- params: none\n-- returns: x\n"
+    "-- uses: nothing\nSELECT 1;\n"
+)
 
 
 @pytest.mark.parametrize(
@@ -58,8 +62,16 @@ GOOD = "-- name: {name} :one\n-- Does a thing.\n-- params: none\n-- returns: x\n
     [
         ({"a.sql": "SELECT 1;"}, "first line"),
         ({"a.sql": "-- name: a :some\n-- params: none\n-- returns: x\n-- uses: y\nSELECT 1;"}, "first line"),
-        ({"a.sql": "-- name: a :one\n-- returns: x\n-- uses: y\nSELECT 1;"}, "lacks -- params:"),
-        ({"a.sql": "-- name: a :one\n-- params: none\n-- returns: x\n-- uses: y\n"}, "no statement"),
+        (
+            {"a.sql": "-- name: a :one\n-- serves: GET /x\n-- returns: x\n-- uses: y\nSELECT 1;"},
+            "lacks -- params:",
+        ),
+        ({"a.sql": GOOD.format(name="a").replace("-- serves: GET /x\n", "")}, "lacks -- serves:"),
+        ({"a.sql": GOOD.format(name="a").replace("GET /x", "the app")}, "neither 'METHOD /path'"),
+        (
+            {"a.sql": "-- name: a :one\n-- serves: GET /x\n-- params: none\n-- returns: x\n-- uses: y\n"},
+            "no statement",
+        ),
         ({"a.sql": GOOD.format(name="a").replace("SELECT 1;", "SELECT 1; SELECT 2;")}, "one statement"),
         ({"a.sql": GOOD.format(name="b")}, "must be named b.sql"),
         ({"x/a.sql": GOOD.format(name="a"), "y/a.sql": GOOD.format(name="a")}, "also in"),
@@ -83,3 +95,17 @@ def test_a_good_folder_loads() -> None:
     }
     for stmt in STATEMENTS.values():
         assert not stmt.text.startswith("--") and stmt.text.endswith(";")
+
+
+# Routes that never touch the database.
+WITHOUT_SQL = {"/healthz", "/metrics", "/openapi.json", "/docs", "/docs/assets/{name}"}
+
+
+def test_every_route_that_touches_the_database_is_served_by_a_file_and_every_served_route_exists() -> None:
+    routes = {(method, path) for path, handlers in ROUTES.items() for method in handlers}
+    served = {route for stmt in STATEMENTS.values() for route in stmt.routes}
+    assert served <= routes, served - routes  # a serves: line naming no route of the app
+    unserved = {(method, path) for method, path in routes - served if path not in WITHOUT_SQL}
+    assert unserved == set(), unserved
+    for stmt in STATEMENTS.values():  # what no route runs names what does
+        assert stmt.routes or all(entry.startswith("chatsvc ") for entry in stmt.serves), stmt.source

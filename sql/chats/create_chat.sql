@@ -1,4 +1,5 @@
 -- name: create_chat :one
+-- serves: POST /chats
 -- Creates a chat and renders it as the JSON the API answers with
 -- (the column names of the inner SELECT are the JSON keys).
 -- params: $1 title text (trimmed, 1 to 200 code points)

@@ -1,4 +1,5 @@
 -- name: create_chat_once :one
+-- serves: POST /chats (with an Idempotency-Key)
 -- POST /chats/ with an Idempotency-Key: creates the chat and records the key
 -- in one statement or, when the key is already recorded, creates nothing and
 -- returns what the key created. Two first requests racing with one key: the

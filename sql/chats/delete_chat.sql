@@ -1,4 +1,5 @@
 -- name: delete_chat :val
+-- serves: DELETE /chats/{chat_id}
 -- Deletes a chat; its messages go with it in the same statement
 -- (messages.chat_id ON DELETE CASCADE). Waits for sends in progress on the
 -- chat (they hold its row lock), so none of them leaves a message behind.

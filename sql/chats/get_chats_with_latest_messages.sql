@@ -1,4 +1,5 @@
 -- name: get_chats_with_latest_messages :many
+-- serves: GET /chats/{chat_id}
 -- Chats, each with its most recent messages listed oldest first, rendered as
 -- the JSON the API answers with (column names are the JSON keys). One call
 -- answers every GET /chats/{id} that arrived while the service's connections

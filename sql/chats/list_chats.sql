@@ -1,4 +1,5 @@
 -- name: list_chats :val
+-- serves: GET /chats
 -- One page of chats, newest first: the $2 newest chats with id < $1, rendered
 -- as the JSON the API answers with. next_before is the page's oldest id when
 -- an older chat exists, else null. Reads at most $2 + 1 index entries however

@@ -1,4 +1,5 @@
 -- name: forget_gone_listeners :exec
+-- serves: chatsvc serve: the events listener, each time it connects
 -- Removes the registrations of LISTEN connections that no longer exist (a
 -- process killed, a connection lost), and any of this session's from before
 -- (a reused pid). Run by each LISTEN connection when it connects.

@@ -1,4 +1,5 @@
 -- name: get_latest_message_id :val
+-- serves: GET /chats/{chat_id}/events
 -- Where a fresh event stream starts: the chat's newest message id (0 for a
 -- chat with no messages); the stream sends only messages above it.
 -- params: $1 chat_id bigint

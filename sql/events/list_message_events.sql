@@ -1,4 +1,5 @@
 -- name: list_message_events :many
+-- serves: GET /chats/{chat_id}/events (resumed)
 -- The backfill of a resumed event stream: the chat's messages with
 -- $2 < id <= $3, oldest first, at most $4, each rendered as the API's Message
 -- JSON. The stream sends messages above $3 as they arrive live.

@@ -1,4 +1,5 @@
 -- name: watch_chat :val
+-- serves: GET /chats/{chat_id}/events
 -- Registers a process's LISTEN connection (this session) as watching a chat,
 -- so that sends to it NOTIFY (migrations/0004.notify-only-watched-chats.sql).
 -- Run on the LISTEN connection itself, before the stream reads where it

@@ -1,4 +1,5 @@
 -- name: list_applied_migrations :many
+-- serves: GET /readyz
 -- The migrations applied to this database, for GET /readyz: the service is
 -- ready only when every migration it ships is among them. yoyo keeps this
 -- table (migrations/ are applied by chatsvc migrate or serve).

@@ -1,4 +1,5 @@
 -- name: purge_chat_idempotency_keys :val
+-- serves: chatsvc purge-keys; chatsvc serve, hourly
 -- Deletes up to $2 chat Idempotency-Keys recorded longer than $1 ago; the
 -- caller repeats until fewer than $2 go. Small batches keep each transaction
 -- short, and SKIP LOCKED steps over keys a request is using right now, so it

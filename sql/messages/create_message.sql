@@ -1,4 +1,5 @@
 -- name: create_message :one
+-- serves: POST /chats/{chat_id}/messages (a send whose chat a batch found busy)
 -- Stores a message in a chat and renders it as the JSON the API answers with
 -- (the column names of the inner SELECT are the JSON keys).
 -- Locking the chat's row first serialises the sends of one chat: each draws

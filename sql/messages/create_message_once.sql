@@ -1,4 +1,5 @@
 -- name: create_message_once :one
+-- serves: POST /chats/{chat_id}/messages (with an Idempotency-Key)
 -- POST /chats/{id}/messages/ with an Idempotency-Key: stores the message and
 -- records the key (scoped to the chat) in one statement or, when the key is
 -- already recorded in this chat, stores nothing and returns the message the

@@ -1,4 +1,5 @@
 -- name: create_messages :many
+-- serves: POST /chats/{chat_id}/messages
 -- Stores the messages of several sends at once: those that queued for a
 -- connection together (chatsvc/batching.py), to any chats, the same chat
 -- more than once included. Each is rendered as the JSON the API answers with.

@@ -1,4 +1,5 @@
 -- name: list_messages_after :val
+-- serves: GET /chats/{chat_id}/messages (?after=)
 -- One page of a chat's history going forward: the $3 oldest messages with
 -- id > $2, listed oldest first, and whether newer ones exist, rendered as the
 -- JSON the API answers with. Reads at most $3 + 1 index entries however deep

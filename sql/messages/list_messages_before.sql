@@ -1,4 +1,5 @@
 -- name: list_messages_before :val
+-- serves: GET /chats/{chat_id}/messages
 -- One page of a chat's history going back: the $3 newest messages with
 -- id < $2, listed oldest first, and whether older ones exist, rendered as the
 -- JSON the API answers with. Reads at most $3 + 1 index entries however deep
