@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import psycopg
 
-from chatsvc import logs, migrate, queries
+from chatsvc import idempotency, logs, migrate
 from chatsvc.db import UNAVAILABLE, DatabaseUnavailable, open_database
 from chatsvc.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from chatsvc.settings import Settings, SettingsError, load_settings
@@ -73,13 +73,13 @@ def run_migrate(settings: Settings, args: argparse.Namespace) -> None:
 def purge_keys(settings: Settings) -> None:
     with database_url(settings) as url:
         purged = asyncio.run(_purge_keys(settings.model_copy(update={"database_url": url})))
-        print(f"purged {purged} Idempotency-Key(s) older than {queries.KEY_RETENTION}")
+        print(f"purged {purged} Idempotency-Key(s) older than {idempotency.KEY_RETENTION}")
 
 
 async def _purge_keys(settings: Settings) -> int:
     db = await open_database(settings)
     try:
-        return await queries.purge_idempotency_keys(db)
+        return await idempotency.purge_expired_keys(db)
     finally:
         await db.close()
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Mapping
 import orjson
 from aiohttp import web
 
-from chatsvc import openapi, queries
+from chatsvc import idempotency, openapi
 from chatsvc.db import open_database
 from chatsvc.errors import Handler
 from chatsvc.events import SHUTTING_DOWN, EventHub
@@ -82,7 +82,7 @@ async def purge_keys_forever(app: web.Application) -> None:
     while True:
         await asyncio.sleep(KEY_PURGE_INTERVAL)
         try:
-            purged = await queries.purge_idempotency_keys(app[DATABASE])
+            purged = await idempotency.purge_expired_keys(app[DATABASE])
         except Exception:  # the next round tries again
             log.warning("purging expired Idempotency-Keys failed", exc_info=True)
         else:

@@ -1,19 +1,21 @@
-"""One typed async function per SQL file in sql/. No HTTP in here.
+"""One typed async function per SQL file in sql/, named after the file. No HTTP in here.
 
-Reads return the JSON PostgreSQL rendered, ready to send as a response body.
+Each runs its statement and shapes the row, nothing more: reads return the
+JSON PostgreSQL rendered, ready to send as a response body. How statements
+are combined (batching, the fallback for a busy chat, retrying a racing
+Idempotency-Key, purging in batches) is decided in chatsvc/reads.py,
+chatsvc/sends.py and chatsvc/idempotency.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import asyncpg
 
-from chatsvc.batching import Batched
-from chatsvc.db import UNAVAILABLE, Database
+from chatsvc.db import Database
 from chatsvc.sql import statement
 
 CREATE_CHAT = statement("create_chat", ":one")
@@ -36,8 +38,6 @@ PURGE_CHAT_IDEMPOTENCY_KEYS = statement("purge_chat_idempotency_keys", ":val")
 PURGE_MESSAGE_IDEMPOTENCY_KEYS = statement("purge_message_idempotency_keys", ":val")
 LIST_APPLIED_MIGRATIONS = statement("list_applied_migrations", ":many")
 
-# Idempotency-Keys are kept at least this long (the contract's promise).
-KEY_RETENTION = timedelta(hours=24)
 # The largest bigint: the exclusive upper cursor of a first page going back.
 NEWEST = 2**63 - 1
 
@@ -55,23 +55,6 @@ class KeyedResourceGone(Exception):
     """An Idempotency-Key whose chat has been deleted since the first request."""
 
 
-async def _run_once(db: Database, query: str, *args: Any) -> asyncpg.Record | None:
-    """Runs a create-once statement, again if a racing request with the same key won.
-
-    The loser's statement fails on the key's primary key and rolls back whole;
-    run again, it finds the winner's key and replays it. Only a key purged in
-    between could make it lose again, hence the bound.
-    """
-    for _ in range(2):
-        try:
-            async with db.connection() as conn:
-                return await conn.fetchrow(query, *args)
-        except asyncpg.UniqueViolationError:
-            continue
-    async with db.connection() as conn:
-        return await conn.fetchrow(query, *args)
-
-
 def _created(row: asyncpg.Record, json_column: str, same_body_column: str) -> Created:
     return Created(row["id"], row[json_column], row["replayed"], row[same_body_column])
 
@@ -85,9 +68,12 @@ async def create_chat(db: Database, title: str) -> Created:
 async def create_chat_once(db: Database, title: str, key: str) -> Created:
     """The chat this Idempotency-Key created, creating it on the key's first use.
 
-    Raises KeyedResourceGone when the key's chat has been deleted since.
+    Raises KeyedResourceGone when the key's chat has been deleted since, and
+    asyncpg.UniqueViolationError when a request racing with the same key won
+    (idempotency.run_keyed runs it again).
     """
-    row = await _run_once(db, CREATE_CHAT_ONCE, title, key)
+    async with db.connection() as conn:
+        row = await conn.fetchrow(CREATE_CHAT_ONCE, title, key)
     assert row is not None  # the statement returns the created or the recorded chat
     if row["chat"] is None:
         raise KeyedResourceGone(key)
@@ -101,24 +87,15 @@ async def list_chats(db: Database, before: int | None, limit: int) -> str:
     return listing
 
 
-async def _get_chats_with_latest_messages(
+async def get_chats_with_latest_messages(
     conn: asyncpg.Connection, wanted: Sequence[tuple[int, int]]
 ) -> dict[tuple[int, int], str | None]:
+    """Each wanted (chat id, message limit) -> the chat with its latest messages as JSON;
+    chats that do not exist are missing. Run for a batch of reads (chatsvc/reads.py)."""
     rows = await conn.fetch(
         GET_CHATS_WITH_LATEST_MESSAGES, [chat_id for chat_id, _ in wanted], [limit for _, limit in wanted]
     )
     return {(row["chat_id"], row["message_limit"]): row["chat"] for row in rows}
-
-
-_CHATS_WITH_LATEST_MESSAGES = Batched(_get_chats_with_latest_messages)
-
-
-async def get_chat_with_latest_messages(db: Database, chat_id: int, message_limit: int) -> str | None:
-    """The chat with its latest messages as JSON, or None when there is no such chat.
-
-    Batched with the same reads that arrive while the previous batch runs.
-    """
-    return await _CHATS_WITH_LATEST_MESSAGES.run(db, (chat_id, message_limit))
 
 
 async def delete_chat(db: Database, chat_id: int) -> bool:
@@ -128,69 +105,34 @@ async def delete_chat(db: Database, chat_id: int) -> bool:
     return deleted_id is not None
 
 
-@dataclass(frozen=True, eq=False, slots=True)
-class _Send:
-    """One send in a batch; compared by identity, as two equal sends store two messages."""
-
-    chat_id: int
-    text: str
-
-
-class _ChatBusy(Exception):
-    """Another transaction held the send's chat: the batch skipped it, and it goes alone."""
-
-
-async def _create_messages(
-    conn: asyncpg.Connection, sends: Sequence[_Send]
-) -> dict[_Send, Created | Exception]:
-    try:
-        rows = await conn.fetch(
-            CREATE_MESSAGES, [send.chat_id for send in sends], [send.text for send in sends]
-        )
-    except asyncpg.PostgresError as exc:
-        if len(sends) == 1 or isinstance(exc, UNAVAILABLE):
-            raise
-        # A message the database refuses must not fail the sends batched with
-        # it: each runs alone, and only the refused one gets its error.
-        results: dict[_Send, Created | Exception] = {}
-        for send in sends:
-            try:
-                results.update(await _create_messages(conn, [send]))
-            except asyncpg.PostgresError as refused:
-                if isinstance(refused, UNAVAILABLE):
-                    raise
-                results[send] = refused
-        return results
+async def create_messages(
+    conn: asyncpg.Connection, chat_ids: Sequence[int], texts: Sequence[str]
+) -> dict[int, Created | None]:
+    """Stores one message per (chat id, text), in one statement: by each send's
+    position, its Created, or None when another transaction held its chat (the
+    statement skipped it); positions of chats that do not exist are missing.
+    Run for a batch of sends (chatsvc/sends.py)."""
+    rows = await conn.fetch(CREATE_MESSAGES, chat_ids, texts)
     return {
-        sends[row["position"] - 1]: _ChatBusy() if row["id"] is None else Created(row["id"], row["message"])
-        for row in rows
+        row["position"] - 1: None if row["id"] is None else Created(row["id"], row["message"]) for row in rows
     }
 
 
-_SENDS = Batched(_create_messages)
-
-
 async def create_message(db: Database, chat_id: int, text: str) -> Created | None:
-    """The stored message, or None when the chat does not exist (or was just deleted).
-
-    Batched with the sends that arrive while the previous batch runs. A send
-    whose chat another transaction holds goes alone, on a connection of its
-    own, and waits for the lock there, so it holds up no other send.
-    """
-    try:
-        return await _SENDS.run(db, _Send(chat_id, text))
-    except _ChatBusy:
-        async with db.connection() as conn:
-            row = await conn.fetchrow(CREATE_MESSAGE, chat_id, text)
-        return None if row is None else Created(row["id"], row["message"])
+    """The stored message, waiting for the chat's lock; None when the chat does not exist."""
+    async with db.connection() as conn:
+        row = await conn.fetchrow(CREATE_MESSAGE, chat_id, text)
+    return None if row is None else Created(row["id"], row["message"])
 
 
 async def create_message_once(db: Database, chat_id: int, text: str, key: str) -> Created | None:
     """The message this Idempotency-Key stored in the chat, storing it on the key's first use.
 
-    None when the chat does not exist (its keys went with it).
+    None when the chat does not exist (its keys went with it);
+    asyncpg.UniqueViolationError when a request racing with the same key won.
     """
-    row = await _run_once(db, CREATE_MESSAGE_ONCE, chat_id, text, key)
+    async with db.connection() as conn:
+        row = await conn.fetchrow(CREATE_MESSAGE_ONCE, chat_id, text, key)
     return None if row is None else _created(row, "message", "same_text")
 
 
@@ -200,20 +142,21 @@ async def get_message(db: Database, chat_id: int, message_id: int) -> str | None
     return message_json
 
 
-async def list_messages(
-    db: Database, chat_id: int, limit: int, *, before: int | None = None, after: int | None = None
-) -> str | None:
-    """A page of the chat's history as JSON {messages, has_more}; None when there is no such chat.
-
-    Going back from before (or from the newest message), or forward from after.
-    """
+async def list_messages_before(db: Database, chat_id: int, before: int | None, limit: int) -> str | None:
+    """A page of history going back from before (or from the newest message), as JSON
+    {messages, has_more}; None when there is no such chat."""
     async with db.connection() as conn:
-        if after is not None:
-            page: str | None = await conn.fetchval(LIST_MESSAGES_AFTER, chat_id, after, limit)
-        else:
-            page = await conn.fetchval(
-                LIST_MESSAGES_BEFORE, chat_id, NEWEST if before is None else before, limit
-            )
+        page: str | None = await conn.fetchval(
+            LIST_MESSAGES_BEFORE, chat_id, NEWEST if before is None else before, limit
+        )
+    return page
+
+
+async def list_messages_after(db: Database, chat_id: int, after: int, limit: int) -> str | None:
+    """A page of history going forward from after, as JSON {messages, has_more};
+    None when there is no such chat."""
+    async with db.connection() as conn:
+        page: str | None = await conn.fetchval(LIST_MESSAGES_AFTER, chat_id, after, limit)
     return page
 
 
@@ -249,19 +192,18 @@ async def forget_gone_listeners(listener: asyncpg.Connection) -> None:
     await listener.execute(FORGET_GONE_LISTENERS)
 
 
-async def purge_idempotency_keys(
-    db: Database, retention: timedelta = KEY_RETENTION, batch_size: int = 1000
-) -> int:
-    """Deletes the Idempotency-Keys older than retention, in short batches; how many went."""
-    purged = 0
-    for query in (PURGE_CHAT_IDEMPOTENCY_KEYS, PURGE_MESSAGE_IDEMPOTENCY_KEYS):
-        while True:
-            async with db.connection() as conn:
-                deleted: int = await conn.fetchval(query, retention, batch_size)
-            purged += deleted
-            if deleted < batch_size:
-                break
-    return purged
+async def purge_chat_idempotency_keys(db: Database, retention: timedelta, batch_size: int) -> int:
+    """Deletes up to batch_size chat keys older than retention; how many went."""
+    async with db.connection() as conn:
+        deleted: int = await conn.fetchval(PURGE_CHAT_IDEMPOTENCY_KEYS, retention, batch_size)
+    return deleted
+
+
+async def purge_message_idempotency_keys(db: Database, retention: timedelta, batch_size: int) -> int:
+    """Deletes up to batch_size message keys older than retention; how many went."""
+    async with db.connection() as conn:
+        deleted: int = await conn.fetchval(PURGE_MESSAGE_IDEMPOTENCY_KEYS, retention, batch_size)
+    return deleted
 
 
 async def list_applied_migrations(db: Database) -> frozenset[str]:

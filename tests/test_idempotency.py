@@ -14,7 +14,7 @@ from multidict import CIMultiDict
 from pytest_aiohttp import AiohttpClient
 
 from chatsvc import app as app_module
-from chatsvc import queries
+from chatsvc import idempotency, queries
 from chatsvc.app import create_app
 from chatsvc.keys import DATABASE
 from chatsvc.settings import Settings
@@ -354,12 +354,12 @@ async def test_keys_older_than_24_hours_are_purged_and_younger_ones_kept(
         old_message_key,
     )
     database = client.app[DATABASE]
-    assert await queries.purge_idempotency_keys(database, batch_size=1) >= 2
+    assert await idempotency.purge_expired_keys(database, batch_size=1) >= 2
     assert await created(await post_chat(client, young_chat_key, "young"), replayed=True) == young
     # A purged key is free again: its retry is a new request.
     await created(await post_chat(client, old_chat_key, "old"), replayed=False)
     await created(await post_message(client, chat["id"], old_message_key, "old"), replayed=False)
-    assert queries.KEY_RETENTION == timedelta(hours=24)
+    assert idempotency.KEY_RETENTION == timedelta(hours=24)
 
 
 async def test_a_serving_app_purges_expired_keys_by_itself(

@@ -2,9 +2,10 @@
 
 from aiohttp import web
 
-from chatsvc import queries
+from chatsvc import queries, reads
 from chatsvc.errors import NotFound
 from chatsvc.handlers import chat_not_found, created_response, json_response
+from chatsvc.idempotency import run_keyed
 from chatsvc.keys import DATABASE, SETTINGS
 from chatsvc.models import ChatCreate
 from chatsvc.parsing import cursor, idempotency_key, json_body, path_id, query_int
@@ -18,7 +19,7 @@ async def create_chat(request: web.Request) -> web.Response:
         chat = await queries.create_chat(db, body.title)
     else:
         try:
-            chat = await queries.create_chat_once(db, body.title, key)
+            chat = await run_keyed(queries.create_chat_once, db, body.title, key)
         except queries.KeyedResourceGone:
             raise NotFound("The chat this Idempotency-Key created has been deleted since.") from None
     return created_response(chat, location=f"/chats/{chat.id}")
@@ -33,7 +34,7 @@ async def list_chats(request: web.Request) -> web.Response:
 async def get_chat(request: web.Request) -> web.Response:
     chat_id = path_id(request, "chat_id")
     limit = query_int(request, "limit", default=20, minimum=1, maximum=100)
-    chat_json = await queries.get_chat_with_latest_messages(request.app[DATABASE], chat_id, limit)
+    chat_json = await reads.read_chat(request.app[DATABASE], chat_id, limit)
     if chat_json is None:
         raise chat_not_found(chat_id)
     return json_response(chat_json)

@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from chatsvc import queries
+from chatsvc import queries, sends
 from chatsvc.errors import NotFound, ValidationFailed
 from chatsvc.handlers import chat_not_found, created_response, json_response
 from chatsvc.keys import DATABASE, SETTINGS
@@ -16,9 +16,9 @@ async def create_message(request: web.Request) -> web.Response:
     body = await json_body(request, MessageCreate, request.app[SETTINGS].body_timeout)
     db = request.app[DATABASE]
     if key is None:
-        message = await queries.create_message(db, chat_id, body.text)
+        message = await sends.send_message(db, chat_id, body.text)
     else:
-        message = await queries.create_message_once(db, chat_id, body.text, key)
+        message = await sends.send_message_once(db, chat_id, body.text, key)
     if message is None:
         raise chat_not_found(chat_id)
     return created_response(message, location=f"/chats/{chat_id}/messages/{message.id}")
@@ -33,7 +33,11 @@ async def list_messages(request: web.Request) -> web.Response:
         raise ValidationFailed(
             [{"loc": ["query", "before"], "msg": both}, {"loc": ["query", "after"], "msg": both}]
         )
-    page = await queries.list_messages(request.app[DATABASE], chat_id, limit, before=before, after=after)
+    db = request.app[DATABASE]
+    if after is not None:
+        page = await queries.list_messages_after(db, chat_id, after, limit)
+    else:
+        page = await queries.list_messages_before(db, chat_id, before, limit)
     if page is None:
         raise chat_not_found(chat_id)
     return json_response(page)

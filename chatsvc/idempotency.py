@@ -1,0 +1,57 @@
+"""Idempotency-Keys: a keyed create that lost a race runs again, and expired keys are purged.
+
+The keyed statements (sql/chats/create_chat_once.sql,
+sql/messages/create_message_once.sql) store the key in the same statement as
+what it creates. Of two first requests racing with one key, one inserts the
+key; the other's statement fails on the key's primary key and rolls back
+whole, and run again it finds the winner's key and replays it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import ParamSpec, TypeVar
+
+import asyncpg
+
+from chatsvc import queries
+from chatsvc.db import Database
+
+# Idempotency-Keys are kept at least this long (the contract's promise).
+KEY_RETENTION = timedelta(hours=24)
+# Keys deleted per statement while purging: short transactions, no long locks.
+PURGE_BATCH = 1000
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def run_keyed(create: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Runs a keyed create, again if a request racing with the same key won.
+
+    Only a key purged in between could make it lose a second time, hence the bound.
+    """
+    for _ in range(2):
+        try:
+            return await create(*args, **kwargs)
+        except asyncpg.UniqueViolationError:
+            continue
+    return await create(*args, **kwargs)
+
+
+async def purge_expired_keys(
+    db: Database, retention: timedelta = KEY_RETENTION, batch_size: int = PURGE_BATCH
+) -> int:
+    """Deletes the Idempotency-Keys older than retention, in short batches; how many went.
+
+    Runs `chatsvc purge-keys`, and hourly in every `chatsvc serve`.
+    """
+    purged = 0
+    for purge in (queries.purge_chat_idempotency_keys, queries.purge_message_idempotency_keys):
+        while True:
+            deleted = await purge(db, retention, batch_size)
+            purged += deleted
+            if deleted < batch_size:
+                break
+    return purged

@@ -1,0 +1,79 @@
+"""How a send (POST /chats/{chat_id}/messages) reaches the database.
+
+Unkeyed sends that arrive together share one statement
+(sql/messages/create_messages.sql, batched by chatsvc/batching.py): each
+send is its own key, compared by identity, as two equal sends store two
+messages. A batch never waits for a lock, or it would hold up everyone in
+it: a send whose chat another transaction holds is skipped by the batch and
+goes alone, on a connection of its own, with sql/messages/create_message.sql,
+which waits. A message the database refuses (say, a constraint a DBA added)
+must not fail the sends batched with it: the batch runs again one send at a
+time, and only the refused one gets its error.
+
+Keyed sends run sql/messages/create_message_once.sql, again if a request
+racing with the same key won (chatsvc/idempotency.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from chatsvc import queries
+from chatsvc.batching import Batched
+from chatsvc.db import UNAVAILABLE, Database
+from chatsvc.idempotency import run_keyed
+from chatsvc.queries import Created
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class _Send:
+    """One send in a batch; compared by identity, as two equal sends store two messages."""
+
+    chat_id: int
+    text: str
+
+
+class _ChatBusy(Exception):
+    """Another transaction held the send's chat: the batch skipped it, and it goes alone."""
+
+
+async def _store_batch(conn: asyncpg.Connection, sends: Sequence[_Send]) -> dict[_Send, Created | Exception]:
+    try:
+        stored = await queries.create_messages(
+            conn, [send.chat_id for send in sends], [send.text for send in sends]
+        )
+    except asyncpg.PostgresError as exc:
+        if len(sends) == 1 or isinstance(exc, UNAVAILABLE):
+            raise
+        results: dict[_Send, Created | Exception] = {}
+        for send in sends:  # each alone: only the refused one gets its error
+            try:
+                results.update(await _store_batch(conn, [send]))
+            except asyncpg.PostgresError as refused:
+                if isinstance(refused, UNAVAILABLE):
+                    raise
+                results[send] = refused
+        return results
+    return {
+        sends[position]: _ChatBusy() if created is None else created for position, created in stored.items()
+    }
+
+
+SENDS = Batched(_store_batch)
+
+
+async def send_message(db: Database, chat_id: int, text: str) -> Created | None:
+    """The stored message, or None when the chat does not exist (or was just deleted)."""
+    try:
+        return await SENDS.run(db, _Send(chat_id, text))
+    except _ChatBusy:
+        return await queries.create_message(db, chat_id, text)
+
+
+async def send_message_once(db: Database, chat_id: int, text: str, key: str) -> Created | None:
+    """The message this Idempotency-Key stored in the chat, storing it on the key's first use;
+    None when the chat does not exist."""
+    return await run_keyed(queries.create_message_once, db, chat_id, text, key)
