@@ -11,11 +11,12 @@ import orjson
 from aiohttp import web
 
 from chatsvc import idempotency, openapi
-from chatsvc.db import open_database
+from chatsvc.db import connector, open_database
 from chatsvc.errors import Handler
-from chatsvc.events import SHUTTING_DOWN, EventHub
-from chatsvc.handlers import chats, docs, events, health, messages, metrics
+from chatsvc.handlers import chat_events, chats, docs, messages, operations
 from chatsvc.keys import DATABASE, EVENTS, LIFECYCLE, METRICS, OPENAPI, SETTINGS, Lifecycle
+from chatsvc.live.frames import SHUTTING_DOWN
+from chatsvc.live.hub import EventHub
 from chatsvc.metrics import Metrics
 from chatsvc.observe import add_request_id, observe
 from chatsvc.parsing import MAX_BODY_BYTES
@@ -33,10 +34,10 @@ ROUTES: Mapping[str, Mapping[str, Handler]] = {
     "/chats/{chat_id}": {"GET": chats.get_chat, "DELETE": chats.delete_chat},
     "/chats/{chat_id}/messages": {"GET": messages.list_messages, "POST": messages.create_message},
     "/chats/{chat_id}/messages/{message_id}": {"GET": messages.get_message},
-    "/chats/{chat_id}/events": {"GET": events.chat_events},
-    "/healthz": {"GET": health.healthz},
-    "/readyz": {"GET": health.readyz},
-    "/metrics": {"GET": metrics.metrics},
+    "/chats/{chat_id}/events": {"GET": chat_events.chat_events},
+    "/healthz": {"GET": operations.healthz},
+    "/readyz": {"GET": operations.readyz},
+    "/metrics": {"GET": operations.metrics},
     "/openapi.json": {"GET": docs.openapi_json},
     "/docs": {"GET": docs.docs},
     "/docs/assets/{name}": {"GET": docs.docs_asset},
@@ -65,14 +66,8 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def events_ctx(app: web.Application) -> AsyncIterator[None]:
-    database_url = app[SETTINGS].database_url
-    assert database_url is not None  # open_database has checked it
     settings = app[SETTINGS]
-    app[EVENTS] = EventHub(
-        database_url,
-        statement_timeout=settings.statement_timeout,
-        max_subscribers=settings.sse_max_streams,
-    )
+    app[EVENTS] = EventHub(connector(settings, "chatsvc-events"), max_subscribers=settings.sse_max_streams)
     await app[EVENTS].start()
     yield
     await app[EVENTS].close()

@@ -192,11 +192,13 @@ class _Lease:
             raise DatabaseUnavailable(type(exc).__name__) from exc
 
 
-async def open_database(settings: Settings) -> Database:
+def connector(settings: Settings, application_name: str = "chatsvc") -> Connect:
+    """How the service opens a connection: the pool's and the events listener's
+    ("chatsvc-events") alike, with the same session settings."""
     if settings.database_url is None:
-        raise ValueError("open_database needs settings.database_url")
+        raise ValueError("a connection needs settings.database_url")
     statement_timeout_ms = int(settings.statement_timeout * 1000)
-    connect = functools.partial(
+    return functools.partial(
         asyncpg.connect,
         settings.database_url,
         statement_cache_size=settings.statement_cache_size,
@@ -204,7 +206,7 @@ async def open_database(settings: Settings) -> Database:
         # limit, a little later, covers a server that stopped answering at all.
         command_timeout=settings.statement_timeout + 1,
         server_settings={
-            "application_name": "chatsvc",
+            "application_name": application_name,
             # Timestamps leave PostgreSQL as RFC 3339 with a +00:00 offset.
             "TimeZone": "UTC",
             "statement_timeout": str(statement_timeout_ms),
@@ -216,6 +218,11 @@ async def open_database(settings: Settings) -> Database:
             "plan_cache_mode": "force_generic_plan",
         },
     )
-    db = Database(connect, max_size=settings.pool_max_size, acquire_timeout=settings.pool_acquire_timeout)
+
+
+async def open_database(settings: Settings) -> Database:
+    db = Database(
+        connector(settings), max_size=settings.pool_max_size, acquire_timeout=settings.pool_acquire_timeout
+    )
     await db.open(settings.pool_min_size)
     return db

@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 
 from chatsvc.db import DatabaseUnavailable
-from chatsvc.events import TooManySubscribers
+from chatsvc.live.hub import TooManySubscribers
 
 log = logging.getLogger(__name__)
 

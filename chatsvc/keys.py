@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from chatsvc.db import Database
-from chatsvc.events import EventHub
+from chatsvc.live.hub import EventHub
 from chatsvc.metrics import Metrics
 from chatsvc.settings import Settings
 

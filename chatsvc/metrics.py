@@ -9,7 +9,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from chatsvc.db import Database
-from chatsvc.events import EventHub
+from chatsvc.live.hub import EventHub
 
 # Seconds; from a cached read to a slow send, and event streams (whole-stream durations) at the top.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600)

@@ -176,7 +176,7 @@ async def list_message_events(
     return [(row["id"], row["message"]) for row in rows]
 
 
-# The next three run on a process's LISTEN connection (chatsvc/events.py), not the pool.
+# The next three run on a process's LISTEN connection (chatsvc/live/hub.py), not the pool.
 
 
 async def watch_chat(listener: asyncpg.Connection, chat_id: int) -> bool:

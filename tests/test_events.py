@@ -14,9 +14,11 @@ from pytest_aiohttp import AiohttpClient
 
 from chatsvc import queries
 from chatsvc.app import create_app
-from chatsvc.events import TOO_SLOW, EventHub
-from chatsvc.handlers import events as events_handler
+from chatsvc.db import connector
 from chatsvc.keys import EVENTS
+from chatsvc.live import stream as live_stream
+from chatsvc.live.frames import TOO_SLOW
+from chatsvc.live.hub import EventHub
 from chatsvc.settings import Settings
 from tests.api import create_chat, error_locations, problem, send, waiting_on_a_lock
 from tests.conftest import Client
@@ -318,7 +320,7 @@ async def test_a_subscriber_that_falls_behind_is_dropped_without_holding_up_the_
     database_url: str, db: asyncpg.Connection
 ) -> None:
     """The hub itself, on real NOTIFYs: one subscriber reads, the other never does."""
-    hub = EventHub(database_url, backlog=5)
+    hub = EventHub(connector(Settings(database_url=database_url), "chatsvc-events"), backlog=5)
     await hub.start()
     try:
         chat_id = await db.fetchval("INSERT INTO chats (title) VALUES ('slow') RETURNING id")
@@ -586,8 +588,8 @@ async def test_a_client_that_stops_reading_is_cut_off_after_the_send_timeout(
 ) -> None:
     """SEND_TIMEOUT is 30 s; here 0.5 s. The client's socket takes little and is never read,
     so once the kernel's buffers and the transport's are full, a frame cannot be written."""
-    assert events_handler.SEND_TIMEOUT == 30  # as the README says
-    monkeypatch.setattr(events_handler, "SEND_TIMEOUT", 0.5)
+    assert live_stream.SEND_TIMEOUT == 30  # as the README says
+    monkeypatch.setattr(live_stream, "SEND_TIMEOUT", 0.5)
     chat = await create_chat(client)
     assert client.server.port is not None
     sock = socket.socket()

@@ -1,11 +1,13 @@
-"""/healthz (the process serves HTTP) and /readyz (it can serve requests: database and schema)."""
+"""/healthz (the process serves HTTP), /readyz (it can serve requests: database and schema)
+and /metrics (Prometheus text format)."""
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chatsvc import migrate, queries
 from chatsvc.errors import ServiceUnavailable
 from chatsvc.handlers import json_response
-from chatsvc.keys import DATABASE
+from chatsvc.keys import DATABASE, METRICS
 
 SHIPPED_MIGRATIONS = migrate.shipped()
 
@@ -24,3 +26,8 @@ async def readyz(request: web.Request) -> web.Response:
             " (chatsvc migrate applies them)."
         )
     return json_response('{"status":"ready"}')
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

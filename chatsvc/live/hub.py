@@ -27,44 +27,18 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import asyncpg
 
 from chatsvc import queries
-from chatsvc.db import UNAVAILABLE, DatabaseUnavailable
+from chatsvc.db import UNAVAILABLE, Connect, DatabaseUnavailable
+from chatsvc.live.frames import INTERRUPTED, SHUTTING_DOWN, TOO_SLOW, Event
+from chatsvc.live.notifications import CHANNEL, Notifications
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "chatsvc_events"  # the triggers' channel, migrations/0003.notify-chat-events.sql
 SUBSCRIBER_BACKLOG = 1000  # events a subscriber may fall behind before it is dropped
 RECONNECT_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)  # seconds between attempts to listen again
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """An SSE frame, encoded once for every subscriber."""
-
-    frame: bytes
-    message_id: int = 0  # 0 for frames that are not messages
-    final: bool = False  # the stream ends after this frame
-
-
-def message_event(message_id: int, message_json: str) -> Event:
-    return Event(b"id: %d\nevent: message\ndata: %s\n\n" % (message_id, message_json.encode()), message_id)
-
-
-def chat_deleted_event(chat_id: int) -> Event:
-    return Event(b'event: chat_deleted\ndata: {"chat_id":%d}\n\n' % chat_id, final=True)
-
-
-def _ending(reason: str) -> Event:
-    return Event(f": {reason}; reconnect with Last-Event-ID to resume\n\n".encode(), final=True)
-
-
-TOO_SLOW = _ending("this stream fell too far behind")
-INTERRUPTED = _ending("live updates were interrupted")
-SHUTTING_DOWN = _ending("the service is shutting down")
 
 
 class TooManySubscribers(Exception):
@@ -114,20 +88,15 @@ class EventHub:
     """The process's listening connection and the subscriptions it feeds, by chat."""
 
     def __init__(
-        self,
-        database_url: str,
-        backlog: int = SUBSCRIBER_BACKLOG,
-        statement_timeout: float = 10.0,
-        max_subscribers: int = 2000,
+        self, connect: Connect, backlog: int = SUBSCRIBER_BACKLOG, max_subscribers: int = 2000
     ) -> None:
-        self._database_url = database_url
+        self._connect = connect  # db.connector(settings, "chatsvc-events")
         self._backlog = backlog
         self._max_subscribers = max_subscribers
         self.subscriber_count = 0
-        self._statement_timeout = statement_timeout
         self._subscriptions: dict[int, set[Subscription]] = {}
         # Pieces of Message JSON too long for one notification, by message id.
-        self._pieces: dict[int, list[str]] = {}
+        self._notifications = Notifications()
         self._listener: asyncpg.Connection | None = None  # while listening
         self._task: asyncio.Task[None] | None = None
         # Chats this listener is registered for, changed only under the lock,
@@ -161,7 +130,7 @@ class EventHub:
             for subscription in subscriptions:
                 subscription.end(final)
         self._subscriptions.clear()
-        self._pieces.clear()
+        self._notifications.clear()
 
     @contextlib.contextmanager
     def subscribe(self, chat_id: int) -> Iterator[Subscription]:
@@ -239,12 +208,9 @@ class EventHub:
             await asyncio.sleep(RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)])
 
     async def _listen_until_lost(self, first_attempt: asyncio.Future[None]) -> None:
-        connection = await asyncpg.connect(
-            self._database_url,
-            # Its statements (sql/events/*watch*) wait at most this long, e.g. for a chat's row lock.
-            command_timeout=self._statement_timeout,
-            server_settings={"application_name": "chatsvc-events"},
-        )
+        # The pool's session settings: its statements (sql/events/*watch*) wait at
+        # most the statement timeout, e.g. for a chat's row lock.
+        connection = await self._connect()
         lost = asyncio.Event()
         try:
             connection.add_termination_listener(lambda _: lost.set())
@@ -263,37 +229,17 @@ class EventHub:
 
     def _on_notification(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
         try:
-            self._dispatch(payload)
+            parsed = self._notifications.feed(payload, self._subscriptions.__contains__)
         except ValueError:  # not from our triggers: someone else NOTIFYing on the channel
             log.warning("ignored a malformed notification on %s: %.80r", CHANNEL, payload)
-
-    def _dispatch(self, payload: str) -> None:
-        kind, _, rest = payload.partition(" ")
-        if kind == "message":
-            chat, message, part, piece = rest.split(" ", 3)
-            subscriptions = self._subscriptions.get(int(chat))
-            if subscriptions:
-                self._on_message_piece(subscriptions, int(message), part, piece)
-        elif kind == "chat_deleted":
-            chat_id = int(rest)
-            self._watched.discard(chat_id)  # its registration went with it
+            return
+        if parsed is None:
+            return
+        chat_id, event = parsed
+        if event.final:  # the chat was deleted: its streams end, its registration went with it
+            self._watched.discard(chat_id)
             for subscription in self._subscriptions.pop(chat_id, ()):
-                subscription.end(chat_deleted_event(chat_id))
-
-    def _on_message_piece(
-        self, subscriptions: set[Subscription], message_id: int, part: str, piece: str
-    ) -> None:
-        index, count = part.split("/")
-        if count != "1":  # a long message arrives in pieces, consecutively
-            if index == "1":
-                self._pieces[message_id] = []
-            pieces = self._pieces.get(message_id)
-            if pieces is None:  # its first piece came before anyone subscribed
-                return
-            pieces.append(piece)
-            if index != count:
-                return
-            piece = "".join(self._pieces.pop(message_id))
-        event = message_event(message_id, piece)
-        for subscription in subscriptions:
-            subscription.deliver(event)
+                subscription.end(event)
+        else:
+            for subscription in self._subscriptions.get(chat_id, ()):
+                subscription.deliver(event)

@@ -1,0 +1,41 @@
+"""/chats/{chat_id}/events: a chat's new messages as Server-Sent Events (chatsvc/live/)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from chatsvc import queries
+from chatsvc.handlers import chat_not_found
+from chatsvc.keys import DATABASE, EVENTS, SETTINGS
+from chatsvc.live.frames import HEADERS
+from chatsvc.live.stream import run_stream
+from chatsvc.parsing import path_id, resume_point
+
+
+async def chat_events(request: web.Request) -> web.StreamResponse:
+    chat_id = path_id(request, "chat_id")
+    resume_after = resume_point(request)
+    db = request.app[DATABASE]
+    hub = request.app[EVENTS]
+    with hub.subscribe(chat_id) as subscription:  # TooManySubscribers: 503 (chatsvc/errors.py)
+        # Read after subscribing and watching: whatever commits later arrives live.
+        if not await hub.watch(chat_id):
+            raise chat_not_found(chat_id)
+        latest = await queries.get_latest_message_id(db, chat_id)
+        if latest is None:  # deleted since
+            raise chat_not_found(chat_id)
+        response = web.StreamResponse(headers=HEADERS)
+        if request.method == "HEAD":
+            return response
+        await response.prepare(request)
+        await run_stream(
+            request,
+            response,
+            subscription,
+            db,
+            chat_id=chat_id,
+            sent_up_to=latest if resume_after is None else resume_after,
+            latest=latest,
+            heartbeat=request.app[SETTINGS].sse_heartbeat,
+        )
+        return response

@@ -1,0 +1,40 @@
+"""Server-Sent Events framing: each frame encoded once, for every stream that sends it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Tells EventSource to reconnect after 1 s (browsers default to about 3 s).
+OPENING = b"retry: 1000\n\n"
+HEARTBEAT = b": keep-alive\n\n"
+HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # nginx: pass each event on at once
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An SSE frame, encoded once for every subscriber."""
+
+    frame: bytes
+    message_id: int = 0  # 0 for frames that are not messages
+    final: bool = False  # the stream ends after this frame
+
+
+def message_event(message_id: int, message_json: str) -> Event:
+    return Event(b"id: %d\nevent: message\ndata: %s\n\n" % (message_id, message_json.encode()), message_id)
+
+
+def chat_deleted_event(chat_id: int) -> Event:
+    return Event(b'event: chat_deleted\ndata: {"chat_id":%d}\n\n' % chat_id, final=True)
+
+
+def _ending(reason: str) -> Event:
+    return Event(f": {reason}; reconnect with Last-Event-ID to resume\n\n".encode(), final=True)
+
+
+TOO_SLOW = _ending("this stream fell too far behind")
+INTERRUPTED = _ending("live updates were interrupted")
+SHUTTING_DOWN = _ending("the service is shutting down")

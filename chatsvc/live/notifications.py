@@ -1,0 +1,53 @@
+"""The triggers' NOTIFY payloads (migrations/0003.notify-chat-events.sql) turned into events.
+
+    message <chat_id> <message_id> <part>/<parts> <piece of the Message JSON>
+    chat_deleted <chat_id>
+
+A Message JSON longer than one notification (NOTIFY's 8000 bytes) comes in
+consecutive pieces, reassembled here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from chatsvc.live.frames import Event, chat_deleted_event, message_event
+
+CHANNEL = "chatsvc_events"  # the triggers' channel
+
+
+class Notifications:
+    """Parses payloads in the order they arrive, holding the pieces of long messages."""
+
+    def __init__(self) -> None:
+        self._pieces: dict[int, list[str]] = {}  # pieces of Message JSON so far, by message id
+
+    def clear(self) -> None:
+        """Forgets partial messages (the listening connection is gone: the rest will not come)."""
+        self._pieces.clear()
+
+    def feed(self, payload: str, followed: Callable[[int], bool]) -> tuple[int, Event] | None:
+        """(chat id, event) once payload completes one; None for a piece, or a message of a
+        chat that followed() says nobody follows. ValueError: not a payload of our triggers."""
+        kind, _, rest = payload.partition(" ")
+        if kind == "chat_deleted":
+            chat_id = int(rest)
+            return chat_id, chat_deleted_event(chat_id)
+        if kind != "message":
+            raise ValueError(kind)
+        chat, message, part, piece = rest.split(" ", 3)
+        chat_id, message_id = int(chat), int(message)
+        if not followed(chat_id):
+            return None
+        index, count = part.split("/")
+        if count != "1":  # a long message arrives in pieces, consecutively
+            if index == "1":
+                self._pieces[message_id] = []
+            pieces = self._pieces.get(message_id)
+            if pieces is None:  # its first piece came before anyone followed the chat
+                return None
+            pieces.append(piece)
+            if index != count:
+                return None
+            piece = "".join(self._pieces.pop(message_id))
+        return chat_id, message_event(message_id, piece)
