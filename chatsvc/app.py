@@ -12,7 +12,6 @@ from aiohttp import web
 
 from chatsvc import idempotency, openapi
 from chatsvc.db import connector, open_database
-from chatsvc.errors import Handler
 from chatsvc.handlers import chat_events, chats, docs, messages, operations
 from chatsvc.keys import DATABASE, EVENTS, LIFECYCLE, METRICS, OPENAPI, SETTINGS, Lifecycle
 from chatsvc.live.frames import SHUTTING_DOWN
@@ -20,6 +19,7 @@ from chatsvc.live.hub import EventHub
 from chatsvc.metrics import Metrics
 from chatsvc.observe import add_request_id, observe
 from chatsvc.parsing import MAX_BODY_BYTES
+from chatsvc.problems import Handler
 from chatsvc.settings import Settings
 
 log = logging.getLogger(__name__)

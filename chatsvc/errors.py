@@ -7,98 +7,23 @@ sees. No stack trace, SQL or HTML ever reaches a response.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
 from http import HTTPStatus
-from typing import Any
 
-import orjson
 from aiohttp import web
 
 from chatsvc.db import DatabaseUnavailable
+from chatsvc.idempotency import KeyReusedWithAnotherBody
 from chatsvc.live.hub import TooManySubscribers
+from chatsvc.problems import (
+    NotFound,
+    Problem,
+    ServiceUnavailable,
+    ValidationFailed,
+    problem_response,
+)
+from chatsvc.queries import KeyedResourceGone
 
 log = logging.getLogger(__name__)
-
-PROBLEM_JSON = "application/problem+json"
-RETRY_AFTER_SECONDS = "1"
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class Problem(Exception):
-    """An error answer; subclasses fix the status."""
-
-    status: int = 500
-
-    def __init__(
-        self,
-        detail: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.headers = dict(headers or {})
-        self.extra = extra
-
-
-class BadRequest(Problem):
-    status = 400
-
-
-class NotFound(Problem):
-    status = 404
-
-
-class RequestTimeout(Problem):
-    status = 408
-
-
-class ExpectationFailed(Problem):
-    status = 417
-
-
-class PayloadTooLarge(Problem):
-    status = 413
-
-
-class UnsupportedMediaType(Problem):
-    status = 415
-
-
-class ValidationFailed(Problem):
-    status = 422
-
-    def __init__(self, errors: Sequence[Mapping[str, Any]]) -> None:
-        fields = ", ".join(".".join(str(part) for part in error["loc"]) for error in errors)
-        super().__init__(f"The request is not valid: {fields}.", errors=list(errors))
-
-
-class ServiceUnavailable(Problem):
-    status = 503
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail, headers={"Retry-After": RETRY_AFTER_SECONDS})
-
-
-def problem_body(status: int, detail: str, **extra: Any) -> bytes:
-    """An RFC 9457 problem document, as JSON."""
-    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
-    return orjson.dumps(body | extra)
-
-
-def problem_response(
-    status: int,
-    detail: str,
-    headers: Mapping[str, str] | None = None,
-    **extra: Any,
-) -> web.Response:
-    return web.Response(
-        body=problem_body(status, detail, **extra),
-        status=status,
-        headers={**(headers or {}), "Content-Type": PROBLEM_JSON},
-    )
 
 
 def _answer(problem: Problem) -> web.Response:
@@ -118,6 +43,19 @@ def problem_for(request: web.Request, exc: Exception) -> web.Response:
     """The answer to an exception a handler raised; re-raises aiohttp's redirects (below 400)."""
     if isinstance(exc, Problem):
         return _answer(exc)
+    if isinstance(exc, KeyReusedWithAnotherBody):
+        return _answer(
+            ValidationFailed(
+                [
+                    {
+                        "loc": ["header", "Idempotency-Key"],
+                        "msg": "was first used with a different request body",
+                    }
+                ]
+            )
+        )
+    if isinstance(exc, KeyedResourceGone):
+        return _answer(NotFound("The chat this Idempotency-Key created has been deleted since."))
     if isinstance(exc, TooManySubscribers):
         return _answer(
             ServiceUnavailable("This process serves as many event streams as it may; retry shortly.")

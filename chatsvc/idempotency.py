@@ -17,6 +17,7 @@ import asyncpg
 
 from chatsvc import queries
 from chatsvc.db import Database
+from chatsvc.queries import Created
 
 # Idempotency-Keys are kept at least this long (the contract's promise).
 KEY_RETENTION = timedelta(hours=24)
@@ -24,20 +25,31 @@ KEY_RETENTION = timedelta(hours=24)
 PURGE_BATCH = 1000
 
 P = ParamSpec("P")
-T = TypeVar("T")
+C = TypeVar("C", bound=Created | None)
 
 
-async def run_keyed(create: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Runs a keyed create, again if a request racing with the same key won.
+class KeyReusedWithAnotherBody(Exception):
+    """A retry whose body (trimmed) differs from the first request's under the same key: 422."""
+
+
+async def run_keyed(create: Callable[P, Awaitable[C]], *args: P.args, **kwargs: P.kwargs) -> C:
+    """Runs a keyed create, again if a request racing with the same key won; what it
+    created, or the first request's result replayed. KeyReusedWithAnotherBody when the
+    key was first used with another body.
 
     Only a key purged in between could make it lose a second time, hence the bound.
     """
     for _ in range(2):
         try:
-            return await create(*args, **kwargs)
+            result = await create(*args, **kwargs)
+            break
         except asyncpg.UniqueViolationError:
             continue
-    return await create(*args, **kwargs)
+    else:
+        result = await create(*args, **kwargs)
+    if result is not None and not result.same_body:
+        raise KeyReusedWithAnotherBody
+    return result
 
 
 async def purge_expired_keys(

@@ -44,8 +44,8 @@ from aiohttp import hdrs, web, web_protocol
 from aiohttp.http import HttpVersion11
 from multidict import CIMultiDict
 
-from chatsvc.errors import PROBLEM_JSON, RETRY_AFTER_SECONDS, problem_body, problem_response
 from chatsvc.parsing import EXPECTATION
+from chatsvc.problems import PROBLEM_JSON, RETRY_AFTER_SECONDS, problem_body, problem_response
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,11 @@ import time
 
 from aiohttp import web
 
-from chatsvc.errors import Handler, ServiceUnavailable, problem_for
+from chatsvc.errors import problem_for
 from chatsvc.keys import LIFECYCLE, METRICS
 from chatsvc.logs import REQUEST_ID
 from chatsvc.parsing import check_expectation
+from chatsvc.problems import Handler, ServiceUnavailable
 
 log = logging.getLogger("chatsvc.access")
 

@@ -16,7 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from chatsvc.errors import (
+from chatsvc.problems import (
     BadRequest,
     ExpectationFailed,
     NotFound,

@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from chatsvc.errors import NotFound, ValidationFailed
+from chatsvc.problems import NotFound
 from chatsvc.queries import Created
 
 
@@ -13,10 +13,6 @@ def json_response(body: str, status: int = 200) -> web.Response:
 
 def created_response(created: Created, location: str) -> web.Response:
     """201 with the created resource, or, for an Idempotency-Key retry, with the first result."""
-    if not created.same_body:
-        raise ValidationFailed(
-            [{"loc": ["header", "Idempotency-Key"], "msg": "was first used with a different request body"}]
-        )
     response = json_response(created.json, status=201)
     response.headers["Location"] = location
     if created.replayed:

@@ -3,7 +3,6 @@
 from aiohttp import web
 
 from chatsvc import queries, reads
-from chatsvc.errors import NotFound
 from chatsvc.handlers import chat_not_found, created_response, json_response
 from chatsvc.idempotency import run_keyed
 from chatsvc.keys import DATABASE, SETTINGS
@@ -18,10 +17,8 @@ async def create_chat(request: web.Request) -> web.Response:
     if key is None:
         chat = await queries.create_chat(db, body.title)
     else:
-        try:
-            chat = await run_keyed(queries.create_chat_once, db, body.title, key)
-        except queries.KeyedResourceGone:
-            raise NotFound("The chat this Idempotency-Key created has been deleted since.") from None
+        # A key whose chat was deleted since: KeyedResourceGone, 404 (chatsvc/errors.py).
+        chat = await run_keyed(queries.create_chat_once, db, body.title, key)
     return created_response(chat, location=f"/chats/{chat.id}")
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from aiohttp import web
 from swagger_ui_bundle import swagger_ui_path
 
-from chatsvc.errors import NotFound
 from chatsvc.keys import OPENAPI
+from chatsvc.problems import NotFound
 
 ASSETS = Path(str(swagger_ui_path))
 # The files the page uses; nothing else in the folder is served.

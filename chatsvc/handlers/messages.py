@@ -3,11 +3,11 @@
 from aiohttp import web
 
 from chatsvc import queries, sends
-from chatsvc.errors import NotFound, ValidationFailed
 from chatsvc.handlers import chat_not_found, created_response, json_response
 from chatsvc.keys import DATABASE, SETTINGS
 from chatsvc.models import MessageCreate
 from chatsvc.parsing import cursor, idempotency_key, json_body, path_id, query_int
+from chatsvc.problems import NotFound, ValidationFailed
 
 
 async def create_message(request: web.Request) -> web.Response:

@@ -5,9 +5,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chatsvc import migrate, queries
-from chatsvc.errors import ServiceUnavailable
 from chatsvc.handlers import json_response
 from chatsvc.keys import DATABASE, METRICS
+from chatsvc.problems import ServiceUnavailable
 
 SHIPPED_MIGRATIONS = migrate.shipped()
 
