@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Mapping
 
@@ -44,8 +45,11 @@ ROUTES: Mapping[str, Mapping[str, Handler]] = {
 }
 
 
-# Built once per process: it depends on ROUTES and the models only.
-OPENAPI_DOCUMENT = orjson.dumps(openapi.build(ROUTES))
+@functools.cache
+def openapi_document() -> bytes:
+    """The OpenAPI document, encoded: built by the first create_app of a process (it
+    depends on ROUTES and the models only), so commands that serve nothing never build it."""
+    return orjson.dumps(openapi.build(ROUTES))
 
 
 def add_routes(app: web.Application, routes: Mapping[str, Mapping[str, Handler]]) -> None:
@@ -114,7 +118,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
-    app[OPENAPI] = OPENAPI_DOCUMENT
+    app[OPENAPI] = openapi_document()
     app[METRICS] = Metrics(lambda: (app.get(DATABASE), app.get(EVENTS)))
     app.on_response_prepare.append(add_request_id)
     app.cleanup_ctx.append(database_ctx)

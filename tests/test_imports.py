@@ -61,3 +61,10 @@ def test_request_parsing_listening_and_openapi_load_neither_the_driver_nor_the_s
     assert "asyncpg" not in loaded and "chatsvc.sql" not in loaded and "chatsvc.db" not in loaded, loaded
     if may_load is not None:
         assert loaded == may_load
+
+
+def test_the_openapi_document_is_built_by_create_app_not_at_import() -> None:
+    """`chatsvc migrate` imports the command line, and so the app module, but builds no document."""
+    code = "import chatsvc.__main__, chatsvc.app; print(chatsvc.app.openapi_document.cache_info().currsize)"
+    built = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert built.strip() == "0"
