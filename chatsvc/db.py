@@ -43,7 +43,7 @@ class DatabaseUnavailable(Exception):
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
 
 
-class Database:
+class Pool:
     """At most max_size connections, lent one at a time, in the order requests asked."""
 
     def __init__(self, connect: Connect, *, max_size: int, acquire_timeout: float) -> None:
@@ -167,11 +167,11 @@ class Database:
 
 
 class _Lease:
-    """The async context manager behind Database.connection (a class: cheaper than a generator)."""
+    """The async context manager behind Pool.connection (a class: cheaper than a generator)."""
 
     __slots__ = ("_conn", "_db")
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Pool) -> None:
         self._db = db
 
     async def __aenter__(self) -> asyncpg.Connection:
@@ -220,8 +220,8 @@ def connector(settings: Settings, application_name: str = "chatsvc") -> Connect:
     )
 
 
-async def open_database(settings: Settings) -> Database:
-    db = Database(
+async def open_database(settings: Settings) -> Pool:
+    db = Pool(
         connector(settings), max_size=settings.pool_max_size, acquire_timeout=settings.pool_acquire_timeout
     )
     await db.open(settings.pool_min_size)

@@ -16,7 +16,7 @@ from typing import ParamSpec, TypeVar
 import asyncpg
 
 from chatsvc import queries
-from chatsvc.db import Database
+from chatsvc.db import Pool
 from chatsvc.queries import Created
 
 # Idempotency-Keys are kept at least this long (the contract's promise).
@@ -53,7 +53,7 @@ async def run_keyed(create: Callable[P, Awaitable[C]], *args: P.args, **kwargs: 
 
 
 async def purge_expired_keys(
-    db: Database, retention: timedelta = KEY_RETENTION, batch_size: int = PURGE_BATCH
+    db: Pool, retention: timedelta = KEY_RETENTION, batch_size: int = PURGE_BATCH
 ) -> int:
     """Deletes the Idempotency-Keys older than retention, in short batches; how many went.
 

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from chatsvc.db import Database
+from chatsvc.db import Pool
 from chatsvc.live.hub import EventHub
 from chatsvc.metrics import Metrics
 from chatsvc.settings import Settings
@@ -18,7 +18,7 @@ class Lifecycle:
 
 
 SETTINGS = web.AppKey("settings", Settings)
-DATABASE = web.AppKey("database", Database)
+DATABASE = web.AppKey("database", Pool)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 EVENTS = web.AppKey("events", EventHub)
 METRICS = web.AppKey("metrics", Metrics)

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from chatsvc.db import Database
+from chatsvc.db import Pool
 from chatsvc.live.hub import EventHub
 
 # Seconds; from a cached read to a slow send, and event streams (whole-stream durations) at the top.
@@ -18,7 +18,7 @@ BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 class Metrics:
     """The application's own registry (two apps in one process do not share counters)."""
 
-    def __init__(self, state: Callable[[], tuple[Database | None, EventHub | None]]) -> None:
+    def __init__(self, state: Callable[[], tuple[Pool | None, EventHub | None]]) -> None:
         self.registry = CollectorRegistry()
         labels = ("method", "route", "status")
         self.requests = Counter(
@@ -59,7 +59,7 @@ class Metrics:
 class _StateCollector(Collector):
     """Gauges read at scrape time: the pool and the event streams."""
 
-    def __init__(self, state: Callable[[], tuple[Database | None, EventHub | None]]) -> None:
+    def __init__(self, state: Callable[[], tuple[Pool | None, EventHub | None]]) -> None:
         self._state = state
 
     def collect(self) -> Iterator[GaugeMetricFamily]:

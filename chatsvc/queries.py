@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import asyncpg
 
-from chatsvc.db import Database
+from chatsvc.db import Pool
 from chatsvc.sql import statement
 
 CREATE_CHAT = statement("create_chat", ":one")
@@ -59,13 +59,13 @@ def _created(row: asyncpg.Record, json_column: str, same_body_column: str) -> Cr
     return Created(row["id"], row[json_column], row["replayed"], row[same_body_column])
 
 
-async def create_chat(db: Database, title: str) -> Created:
+async def create_chat(db: Pool, title: str) -> Created:
     async with db.connection() as conn:
         row = await conn.fetchrow(CREATE_CHAT, title)
     return Created(row["id"], row["chat"])
 
 
-async def create_chat_once(db: Database, title: str, key: str) -> Created:
+async def create_chat_once(db: Pool, title: str, key: str) -> Created:
     """The chat this Idempotency-Key created, creating it on the key's first use.
 
     Raises KeyedResourceGone when the key's chat has been deleted since, and
@@ -80,7 +80,7 @@ async def create_chat_once(db: Database, title: str, key: str) -> Created:
     return _created(row, "chat", "same_title")
 
 
-async def list_chats(db: Database, before: int | None, limit: int) -> str:
+async def list_chats(db: Pool, before: int | None, limit: int) -> str:
     """A page of chats, newest first, as JSON {chats, next_before}."""
     async with db.connection() as conn:
         listing: str = await conn.fetchval(LIST_CHATS, NEWEST if before is None else before, limit)
@@ -98,7 +98,7 @@ async def get_chats_with_latest_messages(
     return {(row["chat_id"], row["message_limit"]): row["chat"] for row in rows}
 
 
-async def delete_chat(db: Database, chat_id: int) -> bool:
+async def delete_chat(db: Pool, chat_id: int) -> bool:
     """Whether the chat existed (its messages went with it)."""
     async with db.connection() as conn:
         deleted_id = await conn.fetchval(DELETE_CHAT, chat_id)
@@ -118,14 +118,14 @@ async def create_messages(
     }
 
 
-async def create_message(db: Database, chat_id: int, text: str) -> Created | None:
+async def create_message(db: Pool, chat_id: int, text: str) -> Created | None:
     """The stored message, waiting for the chat's lock; None when the chat does not exist."""
     async with db.connection() as conn:
         row = await conn.fetchrow(CREATE_MESSAGE, chat_id, text)
     return None if row is None else Created(row["id"], row["message"])
 
 
-async def create_message_once(db: Database, chat_id: int, text: str, key: str) -> Created | None:
+async def create_message_once(db: Pool, chat_id: int, text: str, key: str) -> Created | None:
     """The message this Idempotency-Key stored in the chat, storing it on the key's first use.
 
     None when the chat does not exist (its keys went with it);
@@ -136,13 +136,13 @@ async def create_message_once(db: Database, chat_id: int, text: str, key: str) -
     return None if row is None else _created(row, "message", "same_text")
 
 
-async def get_message(db: Database, chat_id: int, message_id: int) -> str | None:
+async def get_message(db: Pool, chat_id: int, message_id: int) -> str | None:
     async with db.connection() as conn:
         message_json: str | None = await conn.fetchval(GET_MESSAGE, chat_id, message_id)
     return message_json
 
 
-async def list_messages_before(db: Database, chat_id: int, before: int | None, limit: int) -> str | None:
+async def list_messages_before(db: Pool, chat_id: int, before: int | None, limit: int) -> str | None:
     """A page of history going back from before (or from the newest message), as JSON
     {messages, has_more}; None when there is no such chat."""
     async with db.connection() as conn:
@@ -152,7 +152,7 @@ async def list_messages_before(db: Database, chat_id: int, before: int | None, l
     return page
 
 
-async def list_messages_after(db: Database, chat_id: int, after: int, limit: int) -> str | None:
+async def list_messages_after(db: Pool, chat_id: int, after: int, limit: int) -> str | None:
     """A page of history going forward from after, as JSON {messages, has_more};
     None when there is no such chat."""
     async with db.connection() as conn:
@@ -160,7 +160,7 @@ async def list_messages_after(db: Database, chat_id: int, after: int, limit: int
     return page
 
 
-async def get_latest_message_id(db: Database, chat_id: int) -> int | None:
+async def get_latest_message_id(db: Pool, chat_id: int) -> int | None:
     """The chat's newest message id (0 when it has none); None when there is no such chat."""
     async with db.connection() as conn:
         latest: int | None = await conn.fetchval(GET_LATEST_MESSAGE_ID, chat_id)
@@ -168,7 +168,7 @@ async def get_latest_message_id(db: Database, chat_id: int) -> int | None:
 
 
 async def list_message_events(
-    db: Database, chat_id: int, after: int, up_to: int, limit: int
+    db: Pool, chat_id: int, after: int, up_to: int, limit: int
 ) -> list[tuple[int, str]]:
     """(id, Message JSON) of the chat's messages with after < id <= up_to, oldest first, at most limit."""
     async with db.connection() as conn:
@@ -192,21 +192,21 @@ async def forget_gone_listeners(listener: asyncpg.Connection) -> None:
     await listener.execute(FORGET_GONE_LISTENERS)
 
 
-async def purge_chat_idempotency_keys(db: Database, retention: timedelta, batch_size: int) -> int:
+async def purge_chat_idempotency_keys(db: Pool, retention: timedelta, batch_size: int) -> int:
     """Deletes up to batch_size chat keys older than retention; how many went."""
     async with db.connection() as conn:
         deleted: int = await conn.fetchval(PURGE_CHAT_IDEMPOTENCY_KEYS, retention, batch_size)
     return deleted
 
 
-async def purge_message_idempotency_keys(db: Database, retention: timedelta, batch_size: int) -> int:
+async def purge_message_idempotency_keys(db: Pool, retention: timedelta, batch_size: int) -> int:
     """Deletes up to batch_size message keys older than retention; how many went."""
     async with db.connection() as conn:
         deleted: int = await conn.fetchval(PURGE_MESSAGE_IDEMPOTENCY_KEYS, retention, batch_size)
     return deleted
 
 
-async def list_applied_migrations(db: Database) -> frozenset[str]:
+async def list_applied_migrations(db: Pool) -> frozenset[str]:
     """The ids of the migrations applied to the database; none when it was never migrated."""
     try:
         async with db.connection() as conn:

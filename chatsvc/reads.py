@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from chatsvc import queries
 from chatsvc.batching import Batched
-from chatsvc.db import Database
+from chatsvc.db import Pool
 
 CHAT_READS = Batched(queries.get_chats_with_latest_messages)
 
 
-async def read_chat(db: Database, chat_id: int, message_limit: int) -> str | None:
+async def read_chat(db: Pool, chat_id: int, message_limit: int) -> str | None:
     """The chat with its latest messages as JSON, or None when there is no such chat."""
     return await CHAT_READS.run(db, (chat_id, message_limit))

@@ -23,7 +23,7 @@ import asyncpg
 
 from chatsvc import queries
 from chatsvc.batching import Batched
-from chatsvc.db import UNAVAILABLE, Database
+from chatsvc.db import UNAVAILABLE, Pool
 from chatsvc.idempotency import run_keyed
 from chatsvc.queries import Created
 
@@ -65,7 +65,7 @@ async def _store_batch(conn: asyncpg.Connection, sends: Sequence[_Send]) -> dict
 SENDS = Batched(_store_batch)
 
 
-async def send_message(db: Database, chat_id: int, text: str) -> Created | None:
+async def send_message(db: Pool, chat_id: int, text: str) -> Created | None:
     """The stored message, or None when the chat does not exist (or was just deleted)."""
     try:
         return await SENDS.run(db, _Send(chat_id, text))
@@ -73,7 +73,7 @@ async def send_message(db: Database, chat_id: int, text: str) -> Created | None:
         return await queries.create_message(db, chat_id, text)
 
 
-async def send_message_once(db: Database, chat_id: int, text: str, key: str) -> Created | None:
+async def send_message_once(db: Pool, chat_id: int, text: str, key: str) -> Created | None:
     """The message this Idempotency-Key stored in the chat, storing it on the key's first use;
     None when the chat does not exist."""
     return await run_keyed(queries.create_message_once, db, chat_id, text, key)

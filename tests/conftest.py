@@ -23,7 +23,7 @@ from pytest_aiohttp import AiohttpClient
 
 from chatsvc import migrate
 from chatsvc.app import create_app
-from chatsvc.db import Database, open_database
+from chatsvc.db import Pool, open_database
 from chatsvc.embedded import EmbeddedPostgres
 from chatsvc.settings import Settings
 
@@ -134,7 +134,7 @@ async def other(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[Database]:
+async def pool(database_url: str) -> AsyncIterator[Pool]:
     """The service's own pool (chatsvc/db.py) holding one connection, so that who waits is certain."""
     database = await open_database(
         Settings(database_url=database_url, pool_min_size=1, pool_max_size=1, pool_acquire_timeout=2)

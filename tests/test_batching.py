@@ -13,12 +13,12 @@ import orjson
 import pytest
 
 from chatsvc import batching, queries, reads, sends
-from chatsvc.db import Database, DatabaseUnavailable, open_database
+from chatsvc.db import DatabaseUnavailable, Pool, open_database
 from chatsvc.settings import Settings
 
 
 @pytest.fixture
-async def chats(pool: Database) -> list[int]:
+async def chats(pool: Pool) -> list[int]:
     """Three chats holding 0, 1 and 5 messages."""
     ids = []
     async with pool.connection() as conn:
@@ -33,12 +33,12 @@ async def chats(pool: Database) -> list[int]:
     return ids
 
 
-async def one_by_one(pool: Database, wanted: list[tuple[int, int]]) -> list[str | None]:
+async def one_by_one(pool: Pool, wanted: list[tuple[int, int]]) -> list[str | None]:
     return [await reads.read_chat(pool, chat_id, limit) for chat_id, limit in wanted]
 
 
 async def test_reads_queued_behind_a_busy_connection_join_one_batch_and_get_their_own_answers(
-    pool: Database, chats: list[int]
+    pool: Pool, chats: list[int]
 ) -> None:
     missing = 2**62
     wanted = [(chat_id, limit) for chat_id in [*chats, missing] for limit in (1, 3, 20)]
@@ -55,7 +55,7 @@ async def test_reads_queued_behind_a_busy_connection_join_one_batch_and_get_thei
     assert [message["text"] for message in shown["messages"]] == ["m5"]  # limit 1: the newest only
 
 
-async def test_a_read_runs_alone_at_once_when_a_connection_is_idle(pool: Database, chats: list[int]) -> None:
+async def test_a_read_runs_alone_at_once_when_a_connection_is_idle(pool: Pool, chats: list[int]) -> None:
     read = asyncio.create_task(reads.read_chat(pool, chats[2], 2))
     await asyncio.sleep(0)
     assert pool.waiting == 0
@@ -63,7 +63,7 @@ async def test_a_read_runs_alone_at_once_when_a_connection_is_idle(pool: Databas
     assert found is not None and len(orjson.loads(found)["messages"]) == 2
 
 
-async def test_a_full_batch_starts_another(pool: Database, chats: list[int]) -> None:
+async def test_a_full_batch_starts_another(pool: Pool, chats: list[int]) -> None:
     held = await pool.acquire()
     # Distinct keys: the chat at every limit, then more limits than a batch holds.
     wanted = [(chats[2], limit) for limit in range(1, batching.MAX_BATCH + 6)]
@@ -79,7 +79,7 @@ async def test_a_full_batch_starts_another(pool: Database, chats: list[int]) -> 
 
 
 async def test_when_the_runner_cannot_get_a_connection_the_whole_batch_is_unavailable(
-    pool: Database, chats: list[int]
+    pool: Pool, chats: list[int]
 ) -> None:
     pool.acquire_timeout = 0.1
     held = await pool.acquire()
@@ -92,7 +92,7 @@ async def test_when_the_runner_cannot_get_a_connection_the_whole_batch_is_unavai
 
 
 async def test_a_failing_batch_statement_fails_every_read_in_it(
-    pool: Database, chats: list[int], other: asyncpg.Connection
+    pool: Pool, chats: list[int], other: asyncpg.Connection
 ) -> None:
     """The statement itself fails (here: cancelled by statement_timeout while a lock blocks it)."""
     held = await pool.acquire()
@@ -108,7 +108,7 @@ async def test_a_failing_batch_statement_fails_every_read_in_it(
     assert all(isinstance(result, DatabaseUnavailable) for result in results), results
 
 
-async def fill_in_flight(db: Database, chat_id: int) -> list[asyncio.Task[str | None]]:
+async def fill_in_flight(db: Pool, chat_id: int) -> list[asyncio.Task[str | None]]:
     """MAX_IN_FLIGHT batches, each of one read, each holding a connection (started one by one)."""
     running = []
     for limit in range(1, batching.MAX_IN_FLIGHT + 1):
@@ -162,14 +162,14 @@ async def test_a_batch_that_waits_for_its_turn_past_the_acquire_timeout_is_unava
 # -- sends ------------------------------------------------------------------------
 
 
-async def stored(pool: Database, chat_id: int) -> list[tuple[int, str]]:
+async def stored(pool: Pool, chat_id: int) -> list[tuple[int, str]]:
     async with pool.connection() as conn:
         rows = await conn.fetch("SELECT id, text FROM messages WHERE chat_id = $1 ORDER BY id", chat_id)
     return [(row["id"], row["text"]) for row in rows]
 
 
 async def test_sends_queued_behind_a_busy_connection_join_one_batch_and_each_stores_its_own_message(
-    pool: Database, chats: list[int]
+    pool: Pool, chats: list[int]
 ) -> None:
     empty, missing = chats[0], 2**62
     wanted = [(chats[1], "a"), (empty, "b"), (missing, "c"), (empty, "d"), (empty, "d"), (chats[2], "e")]
@@ -191,7 +191,7 @@ async def test_sends_queued_behind_a_busy_connection_join_one_batch_and_each_sto
 
 
 async def test_a_message_the_database_refuses_fails_alone_and_the_rest_of_its_batch_is_stored(
-    pool: Database, chats: list[int], other: asyncpg.Connection
+    pool: Pool, chats: list[int], other: asyncpg.Connection
 ) -> None:
     """The database may refuse what the service accepted (here: a constraint a DBA added)."""
     await other.execute("ROLLBACK")
@@ -212,7 +212,7 @@ async def test_a_message_the_database_refuses_fails_alone_and_the_rest_of_its_ba
 
 
 async def test_a_send_to_a_chat_held_elsewhere_goes_alone_and_holds_up_nothing_batched_with_it(
-    pool: Database, chats: list[int], other: asyncpg.Connection
+    pool: Pool, chats: list[int], other: asyncpg.Connection
 ) -> None:
     busy, free = chats[0], chats[1]
     await other.execute("SELECT FROM chats WHERE id = $1 FOR UPDATE", busy)  # e.g. a delete in progress

@@ -12,19 +12,19 @@ import asyncio
 import asyncpg
 import pytest
 
-from chatsvc.db import Database, DatabaseUnavailable, open_database
+from chatsvc.db import DatabaseUnavailable, Pool, open_database
 from chatsvc.keys import DATABASE, SETTINGS
 from chatsvc.settings import Settings
 from tests.conftest import Client
 
 
-async def backend_pid(pool: Database) -> int:
+async def backend_pid(pool: Pool) -> int:
     async with pool.connection() as conn:
         pid: int = await conn.fetchval("SELECT pg_backend_pid()")
     return pid
 
 
-async def test_waiters_get_the_connection_in_the_order_they_asked(pool: Database) -> None:
+async def test_waiters_get_the_connection_in_the_order_they_asked(pool: Pool) -> None:
     served: list[int] = []
 
     async def request(n: int) -> None:
@@ -44,7 +44,7 @@ async def test_waiters_get_the_connection_in_the_order_they_asked(pool: Database
     assert (pool.size, pool.idle, pool.waiting) == (1, 1, 0)
 
 
-async def test_a_wait_past_the_acquire_timeout_is_unavailable_and_leaves_the_line(pool: Database) -> None:
+async def test_a_wait_past_the_acquire_timeout_is_unavailable_and_leaves_the_line(pool: Pool) -> None:
     pool.acquire_timeout = 0.1
     async with pool.connection():
         with pytest.raises(DatabaseUnavailable):
@@ -55,7 +55,7 @@ async def test_a_wait_past_the_acquire_timeout_is_unavailable_and_leaves_the_lin
     assert pool.size == 1
 
 
-async def test_a_connection_handed_over_as_its_waiter_times_out_is_passed_on(pool: Database) -> None:
+async def test_a_connection_handed_over_as_its_waiter_times_out_is_passed_on(pool: Pool) -> None:
     """The race between release() and the waiter's timeout loses neither the connection nor the slot."""
     lent = await pool.acquire()
     waiter = asyncio.create_task(pool.acquire())
@@ -68,7 +68,7 @@ async def test_a_connection_handed_over_as_its_waiter_times_out_is_passed_on(poo
     assert await backend_pid(pool)
 
 
-async def test_a_server_error_keeps_the_connection(pool: Database) -> None:
+async def test_a_server_error_keeps_the_connection(pool: Pool) -> None:
     before = await backend_pid(pool)
     with pytest.raises(asyncpg.DivisionByZeroError):
         async with pool.connection() as conn:
@@ -76,7 +76,7 @@ async def test_a_server_error_keeps_the_connection(pool: Database) -> None:
     assert await backend_pid(pool) == before
 
 
-async def test_a_connection_interrupted_mid_statement_is_closed_and_replaced(pool: Database) -> None:
+async def test_a_connection_interrupted_mid_statement_is_closed_and_replaced(pool: Pool) -> None:
     before = await backend_pid(pool)
     statement = asyncio.create_task(_sleep_on_the_only_connection(pool))
     await asyncio.sleep(0.2)
@@ -88,13 +88,13 @@ async def test_a_connection_interrupted_mid_statement_is_closed_and_replaced(poo
     assert pool.size == 1
 
 
-async def _sleep_on_the_only_connection(pool: Database) -> None:
+async def _sleep_on_the_only_connection(pool: Pool) -> None:
     async with pool.connection() as conn:
         await conn.execute("SELECT pg_sleep(5)")
 
 
 async def test_an_idle_connection_the_server_closed_is_replaced(
-    pool: Database, other: asyncpg.Connection
+    pool: Pool, other: asyncpg.Connection
 ) -> None:
     before = await backend_pid(pool)
     assert await other.fetchval("SELECT pg_terminate_backend($1)", before)
@@ -110,7 +110,7 @@ async def test_an_idle_connection_the_server_closed_is_replaced(
 
 async def test_a_failed_connect_frees_its_slot(database_url: str) -> None:
     """A database that refuses connections: 503s, and the pool does not fill up with phantom slots."""
-    refused = Database(_refuse, max_size=2, acquire_timeout=1)
+    refused = Pool(_refuse, max_size=2, acquire_timeout=1)
     for _ in range(5):
         with pytest.raises(DatabaseUnavailable):
             async with refused.connection():
@@ -138,7 +138,7 @@ async def test_never_more_connections_than_max_size(database_url: str) -> None:
         await pool.close()
 
 
-async def test_closing_fails_waiters_and_closes_busy_connections_when_returned(pool: Database) -> None:
+async def test_closing_fails_waiters_and_closes_busy_connections_when_returned(pool: Pool) -> None:
     lent = await pool.acquire()
     waiter = asyncio.create_task(_use(pool))
     await asyncio.sleep(0.05)
@@ -152,7 +152,7 @@ async def test_closing_fails_waiters_and_closes_busy_connections_when_returned(p
         await _use(pool)
 
 
-async def _use(pool: Database) -> None:
+async def _use(pool: Pool) -> None:
     async with pool.connection() as conn:
         await conn.fetchval("SELECT 1")
 

@@ -15,7 +15,7 @@ import asyncio
 from aiohttp import web
 
 from chatsvc import queries
-from chatsvc.db import Database, DatabaseUnavailable
+from chatsvc.db import DatabaseUnavailable, Pool
 from chatsvc.live.frames import HEARTBEAT, INTERRUPTED, OPENING, Event, message_event
 from chatsvc.live.hub import Subscription
 
@@ -27,7 +27,7 @@ async def run_stream(
     request: web.Request,
     response: web.StreamResponse,
     subscription: Subscription,
-    db: Database,
+    db: Pool,
     *,
     chat_id: int,
     sent_up_to: int,
