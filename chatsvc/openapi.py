@@ -15,7 +15,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from chatsvc import models
+from chatsvc import models, parameters
+from chatsvc.parameters import IDEMPOTENCY_KEY
 from chatsvc.parsing import BIGINT_MAX, MAX_BODY_BYTES
 
 PROBLEM_JSON = "application/problem+json"
@@ -57,23 +58,6 @@ def _id(name: str, description: str) -> dict[str, Any]:
 
 CHAT_ID = _id("chat_id", "The chat's id.")
 MESSAGE_ID = _id("message_id", "The message's id.")
-CURSOR = {"type": "integer", "minimum": 0, "description": "A message or chat id, existing or not."}
-
-
-def _limit(default: int) -> dict[str, Any]:
-    return {"type": "integer", "minimum": 1, "maximum": 100, "default": default}
-
-
-IDEMPOTENCY_KEY = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "description": "Makes retries safe: a retry with the same key and body replays the first answer"
-    " (with `Idempotent-Replayed: true`) and stores nothing. Kept at least 24 hours. Chat keys are"
-    " global; message keys belong to their chat.",
-    "schema": {"type": "string", "pattern": "^[!-~]{1,255}$", "examples": ["3f1c9a52-send-1"]},
-}
-
 CREATED_HEADERS = {
     "Location": {"description": "Where the created resource is.", "schema": {"type": "string"}},
     "Idempotent-Replayed": {
@@ -113,6 +97,8 @@ class Operation:
     tags: tuple[str, ...] = ("chats",)
     # OpenAPI links from the success answer to what a client does next with it.
     links: Mapping[str, Any] = field(default_factory=dict)
+    # What the summary and the parameters cannot say, such as a rule across parameters.
+    description: str = ""
 
 
 def _link(operation_id: str, **parameters: str) -> dict[str, Any]:
@@ -161,10 +147,7 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
         "List chats, newest first",
         (200, "One page of chats; follow `next_before` until it is null.", _json(models.ChatPage)),
         (422, 503),
-        (
-            {"name": "limit", "in": "query", "schema": _limit(20)},
-            {"name": "before", "in": "query", "schema": CURSOR, "description": "Chats with ids below this."},
-        ),
+        (parameters.CHATS_LIMIT.openapi(), parameters.CHATS_BEFORE.openapi()),
     ),
     ("/chats", "POST"): Operation(
         "Create a chat",
@@ -179,7 +162,7 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
         "A chat with its latest messages, oldest first",
         (200, "The chat and its `limit` most recent messages.", _json(models.ChatWithMessages)),
         (404, 422, 503),
-        (CHAT_ID, {"name": "limit", "in": "query", "schema": _limit(20)}),
+        (CHAT_ID, parameters.CHAT_MESSAGES_LIMIT.openapi()),
     ),
     ("/chats/{chat_id}", "DELETE"): Operation(
         "Delete a chat and all its messages",
@@ -197,26 +180,13 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
         (404, 422, 503),
         (
             CHAT_ID,
-            {
-                # One object parameter, so that "not both before and after" is part of the schema.
-                "name": "page",
-                "in": "query",
-                "style": "form",
-                "explode": True,
-                "description": "`limit` (default 50); at most one of `before` (the newest messages older"
-                " than it) and `after` (the oldest newer than it; 0 starts at the beginning). Neither:"
-                " the newest page.",
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "limit": _limit(50),
-                        "before": CURSOR,
-                        "after": CURSOR,
-                    },
-                    "not": {"required": ["before", "after"]},
-                },
-            },
+            parameters.HISTORY_LIMIT.openapi(),
+            parameters.HISTORY_BEFORE.openapi(),
+            parameters.HISTORY_AFTER.openapi(),
         ),
+        description="With neither `before` nor `after`: the newest page. `before` and `after`"
+        " together are 422 (a rule across parameters, which JSON Schema cannot state for"
+        " separate query parameters).",
     ),
     ("/chats/{chat_id}/messages", "POST"): Operation(
         "Send a message",
@@ -247,18 +217,8 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
         (404, 422, 503),
         (
             CHAT_ID,
-            {
-                "name": "after",
-                "in": "query",
-                "schema": CURSOR,
-                "description": "Resume after this message id.",
-            },
-            {
-                "name": "Last-Event-ID",
-                "in": "header",
-                "description": "Resume after this message id (wins over `after`).",
-                "schema": {"type": "string", "pattern": "^[0-9]+$"},
-            },
+            parameters.EVENTS_AFTER.openapi(),
+            parameters.LAST_EVENT_ID,
         ),
     ),
     ("/healthz", "GET"): Operation(
@@ -303,21 +263,22 @@ def _operation_id(path: str, method: str) -> str:
     return "_".join([method.lower(), *words]) or method.lower()
 
 
-def _responses(operation: Operation, *, head: bool) -> dict[str, Any]:
+def _responses(operation: Operation) -> dict[str, Any]:
     status, description, content = operation.ok
     ok: dict[str, Any] = {"description": description}
-    if content is not None and not head:
+    if content is not None:
         ok["content"] = content
     if operation.ok_headers:
         ok["headers"] = dict(operation.ok_headers)
-    if operation.links and not head:
+    if operation.links:
         ok["links"] = dict(operation.links)
     responses: dict[str, Any] = {str(status): ok}
     for problem in operation.problems:
         model = models.ValidationProblem if problem == 422 else models.Problem
-        answer: dict[str, Any] = {"description": PROBLEMS[problem]}
-        if not head:
-            answer["content"] = {PROBLEM_JSON: {"schema": _ref(model)}}
+        answer: dict[str, Any] = {
+            "description": PROBLEMS[problem],
+            "content": {PROBLEM_JSON: {"schema": _ref(model)}},
+        }
         if problem == 503:
             answer["headers"] = {"Retry-After": {"description": "Seconds.", "schema": {"type": "string"}}}
         responses[str(problem)] = answer
@@ -325,13 +286,14 @@ def _responses(operation: Operation, *, head: bool) -> dict[str, Any]:
 
 
 def _describe(path: str, method: str, operation: Operation) -> dict[str, Any]:
-    head = method == "HEAD"
     described: dict[str, Any] = {
         "operationId": _operation_id(path, method),
-        "summary": ("Headers of: " if head else "") + operation.summary,
+        "summary": operation.summary,
         "tags": list(operation.tags),
-        "responses": _responses(operation, head=head),
+        "responses": _responses(operation),
     }
+    if operation.description:
+        described["description"] = operation.description
     if operation.parameters:
         described["parameters"] = [dict(parameter) for parameter in operation.parameters]
     if operation.body is not None:
@@ -355,17 +317,16 @@ def build(routes: Mapping[str, Mapping[str, object]]) -> dict[str, Any]:
         for method in handlers:
             operation = OPERATIONS[(path, method)]
             item = paths.setdefault(documented_path(path), {})
+            # HEAD is not listed: every GET answers it (the document's description says so).
             item[method.lower()] = _describe(path, method, operation)
-            if method == "GET":
-                item["head"] = _describe(path, "HEAD", operation)
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "chatsvc",
             "version": "2",
             "description": "Chats and their messages: create, send, read, page, follow live, delete."
-            " Every route also answers with or without a trailing slash, and every error is"
-            " application/problem+json (RFC 9457).",
+            " Every route also answers with or without a trailing slash, every GET also answers"
+            " HEAD (its headers, no body), and every error is application/problem+json (RFC 9457).",
         },
         "servers": [{"url": "/"}],
         "paths": paths,

@@ -30,7 +30,8 @@ MAX_BODY_BYTES = 65_536
 BIGINT_MAX = 2**63 - 1
 _TOO_LARGE = f"The request body is larger than {MAX_BODY_BYTES} bytes."
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() would accept "٣"
-_IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")
+IDEMPOTENCY_KEY_PATTERN = "^[!-~]{1,255}$"  # 1 to 255 visible ASCII characters
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -112,16 +113,16 @@ def cursor(request: web.Request, name: str) -> int | None:
     return _cursor(request.query.getall(name, []), ["query", name])
 
 
-def resume_point(request: web.Request) -> int | None:
+def resume_point(request: web.Request, after: str = "after") -> int | None:
     """Where a resumed event stream picks up: Last-Event-ID, else ?after=, else None (live only).
 
     The header wins: EventSource sends it on reconnecting to the URL it first
     opened, whose ?after= is older. Both are checked: a malformed one is 422
     even when the other would decide.
     """
-    after = cursor(request, "after")
+    query = cursor(request, after)
     header = request.headers.getall("Last-Event-ID", [])
-    return _cursor(header, ["header", "Last-Event-ID"]) if header else after
+    return _cursor(header, ["header", "Last-Event-ID"]) if header else query
 
 
 def idempotency_key(request: web.Request) -> str | None:

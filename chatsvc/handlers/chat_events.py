@@ -9,12 +9,13 @@ from chatsvc.handlers import chat_not_found
 from chatsvc.keys import DATABASE, EVENTS, SETTINGS
 from chatsvc.live.frames import HEADERS
 from chatsvc.live.stream import run_stream
+from chatsvc.parameters import EVENTS_AFTER
 from chatsvc.parsing import path_id, resume_point
 
 
 async def chat_events(request: web.Request) -> web.StreamResponse:
     chat_id = path_id(request, "chat_id")
-    resume_after = resume_point(request)
+    resume_after = resume_point(request, EVENTS_AFTER.name)
     db = request.app[DATABASE]
     hub = request.app[EVENTS]
     with hub.subscribe(chat_id) as subscription:  # TooManySubscribers: 503 (chatsvc/errors.py)

@@ -7,7 +7,8 @@ from chatsvc.handlers import chat_not_found, created_response, json_response
 from chatsvc.idempotency import run_keyed
 from chatsvc.keys import DATABASE, SETTINGS
 from chatsvc.models import ChatCreate
-from chatsvc.parsing import cursor, idempotency_key, json_body, path_id, query_int
+from chatsvc.parameters import CHAT_MESSAGES_LIMIT, CHATS_BEFORE, CHATS_LIMIT
+from chatsvc.parsing import idempotency_key, json_body, path_id
 
 
 async def create_chat(request: web.Request) -> web.Response:
@@ -23,14 +24,14 @@ async def create_chat(request: web.Request) -> web.Response:
 
 
 async def list_chats(request: web.Request) -> web.Response:
-    limit = query_int(request, "limit", default=20, minimum=1, maximum=100)
-    before = cursor(request, "before")
+    limit = CHATS_LIMIT.parse(request)
+    before = CHATS_BEFORE.parse(request)
     return json_response(await queries.list_chats(request.app[DATABASE], before, limit))
 
 
 async def get_chat(request: web.Request) -> web.Response:
     chat_id = path_id(request, "chat_id")
-    limit = query_int(request, "limit", default=20, minimum=1, maximum=100)
+    limit = CHAT_MESSAGES_LIMIT.parse(request)
     chat_json = await reads.read_chat(request.app[DATABASE], chat_id, limit)
     if chat_json is None:
         raise chat_not_found(chat_id)

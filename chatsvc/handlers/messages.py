@@ -6,7 +6,8 @@ from chatsvc import queries, sends
 from chatsvc.handlers import chat_not_found, created_response, json_response
 from chatsvc.keys import DATABASE, SETTINGS
 from chatsvc.models import MessageCreate
-from chatsvc.parsing import cursor, idempotency_key, json_body, path_id, query_int
+from chatsvc.parameters import HISTORY_AFTER, HISTORY_BEFORE, HISTORY_LIMIT
+from chatsvc.parsing import idempotency_key, json_body, path_id
 from chatsvc.problems import NotFound, ValidationFailed
 
 
@@ -26,8 +27,8 @@ async def create_message(request: web.Request) -> web.Response:
 
 async def list_messages(request: web.Request) -> web.Response:
     chat_id = path_id(request, "chat_id")
-    limit = query_int(request, "limit", default=50, minimum=1, maximum=100)
-    before, after = cursor(request, "before"), cursor(request, "after")
+    limit = HISTORY_LIMIT.parse(request)
+    before, after = HISTORY_BEFORE.parse(request), HISTORY_AFTER.parse(request)
     if before is not None and after is not None:
         both = "before and after must not be given together; page one way at a time"
         raise ValidationFailed(

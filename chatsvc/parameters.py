@@ -1,0 +1,85 @@
+"""Every query parameter and header a route reads, declared once: the same
+declaration parses the request (chatsvc/parsing.py does the work) and
+describes it in /openapi.json (chatsvc/openapi.py), so the two cannot drift."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from chatsvc import parsing
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """?limit=: an integer from minimum to maximum, default when absent; never clamped (422)."""
+
+    default: int
+    minimum: int = 1
+    maximum: int = 100
+    name: str = "limit"
+
+    def parse(self, request: web.Request) -> int:
+        return parsing.query_int(
+            request, self.name, default=self.default, minimum=self.minimum, maximum=self.maximum
+        )
+
+    def openapi(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "in": "query",
+            "schema": {
+                "type": "integer",
+                "minimum": self.minimum,
+                "maximum": self.maximum,
+                "default": self.default,
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """A paging or resume cursor: any non-negative integer (an id, existing or not); 422 otherwise."""
+
+    name: str
+    description: str
+
+    def parse(self, request: web.Request) -> int | None:
+        return parsing.cursor(request, self.name)
+
+    def openapi(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "in": "query",
+            "description": self.description,
+            "schema": {"type": "integer", "minimum": 0},
+        }
+
+
+CHATS_LIMIT = Limit(default=20)
+CHATS_BEFORE = Cursor("before", "Chats with ids below this one (a chat id, existing or not).")
+CHAT_MESSAGES_LIMIT = Limit(default=20)
+HISTORY_LIMIT = Limit(default=50)
+HISTORY_BEFORE = Cursor("before", "The newest messages older than this id (not with `after`).")
+HISTORY_AFTER = Cursor(
+    "after", "The oldest messages newer than this id; 0 starts at the beginning (not with `before`)."
+)
+EVENTS_AFTER = Cursor("after", "Resume after this message id.")
+
+IDEMPOTENCY_KEY: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Makes retries safe: a retry with the same key and body replays the first answer"
+    " (with `Idempotent-Replayed: true`) and stores nothing. Kept at least 24 hours. Chat keys are"
+    " global; message keys belong to their chat.",
+    "schema": {"type": "string", "pattern": parsing.IDEMPOTENCY_KEY_PATTERN, "examples": ["3f1c9a52-send-1"]},
+}
+LAST_EVENT_ID: dict[str, Any] = {
+    "name": "Last-Event-ID",
+    "in": "header",
+    "description": "Resume after this message id (wins over `after`).",
+    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+}
