@@ -28,20 +28,19 @@ log = logging.getLogger(__name__)
 # Every serving process purges expired Idempotency-Keys this often (seconds).
 KEY_PURGE_INTERVAL = 3600.0
 
-# Every route, by path and method. Each path is served with and without a
-# trailing slash, directly: a redirect would lose POST bodies in many clients.
+# Every route, by path and method, with its OpenAPI operation: each declared
+# next to its handler, in its handler module. Each path is served with and
+# without a trailing slash, directly: a redirect would lose POST bodies in many clients.
+ROUTE_TABLE: openapi.Routes = {
+    **chats.ROUTES,
+    **messages.ROUTES,
+    **chat_events.ROUTES,
+    **operations.ROUTES,
+    **docs.ROUTES,
+}
 ROUTES: Mapping[str, Mapping[str, Handler]] = {
-    "/chats": {"GET": chats.list_chats, "POST": chats.create_chat},
-    "/chats/{chat_id}": {"GET": chats.get_chat, "DELETE": chats.delete_chat},
-    "/chats/{chat_id}/messages": {"GET": messages.list_messages, "POST": messages.create_message},
-    "/chats/{chat_id}/messages/{message_id}": {"GET": messages.get_message},
-    "/chats/{chat_id}/events": {"GET": chat_events.chat_events},
-    "/healthz": {"GET": operations.healthz},
-    "/readyz": {"GET": operations.readyz},
-    "/metrics": {"GET": operations.metrics},
-    "/openapi.json": {"GET": docs.openapi_json},
-    "/docs": {"GET": docs.docs},
-    "/docs/assets/{name}": {"GET": docs.docs_asset},
+    path: {method: route.handler for method, route in methods.items()}
+    for path, methods in ROUTE_TABLE.items()
 }
 
 
@@ -49,7 +48,7 @@ ROUTES: Mapping[str, Mapping[str, Handler]] = {
 def openapi_document() -> bytes:
     """The OpenAPI document, encoded: built by the first create_app of a process (it
     depends on ROUTES and the models only), so commands that serve nothing never build it."""
-    return orjson.dumps(openapi.build(ROUTES))
+    return orjson.dumps(openapi.build(ROUTE_TABLE))
 
 
 def add_routes(app: web.Application, routes: Mapping[str, Mapping[str, Handler]]) -> None:

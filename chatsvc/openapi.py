@@ -1,23 +1,25 @@
-"""The OpenAPI 3.1 document of every route, built once from the pydantic models in chatsvc.models.
+"""The OpenAPI 3.1 document of every route, from the pydantic models in chatsvc.models.
 
 Schemas come from the models that validate requests and describe responses,
-so there is no second copy to drift. What this module adds by hand is what
-pydantic does not know: which route answers which status, and the query,
-header and path parameters that chatsvc.parsing reads.
+and parameters from their declarations in chatsvc.parameters, so there is no
+second copy to drift. Each route's Operation (which statuses it answers, its
+parameters, its links) is declared next to its handler, in the handler's
+module, as a Route; this module holds the shapes they share and builds the
+document from the app's route table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from chatsvc import models, parameters
-from chatsvc.parameters import IDEMPOTENCY_KEY
+from chatsvc import models
 from chatsvc.parsing import BIGINT_MAX, MAX_BODY_BYTES
+from chatsvc.problems import Handler
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -46,7 +48,7 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _id(name: str, description: str) -> dict[str, Any]:
+def path_id(name: str, description: str) -> dict[str, Any]:
     return {
         "name": name,
         "in": "path",
@@ -56,8 +58,8 @@ def _id(name: str, description: str) -> dict[str, Any]:
     }
 
 
-CHAT_ID = _id("chat_id", "The chat's id.")
-MESSAGE_ID = _id("message_id", "The message's id.")
+CHAT_ID = path_id("chat_id", "The chat's id.")
+MESSAGE_ID = path_id("message_id", "The message's id.")
 CREATED_HEADERS = {
     "Location": {"description": "Where the created resource is.", "schema": {"type": "string"}},
     "Idempotent-Replayed": {
@@ -122,7 +124,7 @@ MESSAGE_LINKS = {
 }
 
 
-def _json(model: type[BaseModel]) -> dict[str, Any]:
+def json_content(model: type[BaseModel]) -> dict[str, Any]:
     return {"application/json": {"schema": _ref(model)}}
 
 
@@ -140,121 +142,6 @@ SSE_EVENT: dict[str, Any] = {
         },
         "retry": {"type": "integer", "description": "Reconnect after this many milliseconds."},
     },
-}
-
-OPERATIONS: Mapping[tuple[str, str], Operation] = {
-    ("/chats", "GET"): Operation(
-        "List chats, newest first",
-        (200, "One page of chats; follow `next_before` until it is null.", _json(models.ChatPage)),
-        (422, 503),
-        (parameters.CHATS_LIMIT.openapi(), parameters.CHATS_BEFORE.openapi()),
-    ),
-    ("/chats", "POST"): Operation(
-        "Create a chat",
-        (201, "The chat (or, for an Idempotency-Key retry, the chat the key created).", _json(models.Chat)),
-        BODY_PROBLEMS,
-        (IDEMPOTENCY_KEY,),
-        models.ChatCreate,
-        CREATED_HEADERS,
-        links=CHAT_LINKS,
-    ),
-    ("/chats/{chat_id}", "GET"): Operation(
-        "A chat with its latest messages, oldest first",
-        (200, "The chat and its `limit` most recent messages.", _json(models.ChatWithMessages)),
-        (404, 422, 503),
-        (CHAT_ID, parameters.CHAT_MESSAGES_LIMIT.openapi()),
-    ),
-    ("/chats/{chat_id}", "DELETE"): Operation(
-        "Delete a chat and all its messages",
-        (204, "Deleted, with its messages.", None),
-        (404, 503),
-        (CHAT_ID,),
-    ),
-    ("/chats/{chat_id}/messages", "GET"): Operation(
-        "One page of a chat's history, oldest first",
-        (
-            200,
-            "One page; `has_more` says whether more exist in the paging direction.",
-            _json(models.MessagePage),
-        ),
-        (404, 422, 503),
-        (
-            CHAT_ID,
-            parameters.HISTORY_LIMIT.openapi(),
-            parameters.HISTORY_BEFORE.openapi(),
-            parameters.HISTORY_AFTER.openapi(),
-        ),
-        description="With neither `before` nor `after`: the newest page. `before` and `after`"
-        " together are 422 (a rule across parameters, which JSON Schema cannot state for"
-        " separate query parameters).",
-    ),
-    ("/chats/{chat_id}/messages", "POST"): Operation(
-        "Send a message",
-        (
-            201,
-            "The message (or, for an Idempotency-Key retry, the one the key stored).",
-            _json(models.Message),
-        ),
-        BODY_PROBLEMS,
-        (CHAT_ID, IDEMPOTENCY_KEY),
-        models.MessageCreate,
-        CREATED_HEADERS,
-        links=MESSAGE_LINKS,
-    ),
-    ("/chats/{chat_id}/messages/{message_id}", "GET"): Operation(
-        "One message of a chat",
-        (200, "The message.", _json(models.Message)),
-        (404, 503),
-        (CHAT_ID, MESSAGE_ID),
-    ),
-    ("/chats/{chat_id}/events", "GET"): Operation(
-        "Follow a chat live (Server-Sent Events)",
-        (
-            200,
-            EVENT_STREAM,
-            {"text/event-stream": {"schema": SSE_EVENT}},
-        ),
-        (404, 422, 503),
-        (
-            CHAT_ID,
-            parameters.EVENTS_AFTER.openapi(),
-            parameters.LAST_EVENT_ID,
-        ),
-    ),
-    ("/healthz", "GET"): Operation(
-        "The process is up", (200, "Serving HTTP.", _json(models.Status)), tags=("operations",)
-    ),
-    ("/readyz", "GET"): Operation(
-        "The service can serve requests",
-        (200, "The database is reachable and at the latest migration.", _json(models.Status)),
-        tags=("operations",),
-    ),
-    ("/metrics", "GET"): Operation(
-        "Prometheus metrics",
-        (200, "Prometheus text format.", {"text/plain": {"schema": {"type": "string"}}}),
-        tags=("operations",),
-    ),
-    ("/openapi.json", "GET"): Operation(
-        "This document",
-        (200, "OpenAPI 3.1.", {"application/json": {"schema": {"type": "object"}}}),
-        tags=("operations",),
-    ),
-    ("/docs", "GET"): Operation(
-        "Swagger UI for this document",
-        (
-            200,
-            "An HTML page; its scripts are served by this service.",
-            {"text/html": {"schema": {"type": "string"}}},
-        ),
-        tags=("operations",),
-    ),
-    ("/docs/assets/{name}", "GET"): Operation(
-        "Swagger UI's files",
-        (200, "A script, style sheet or image.", {"*/*": {"schema": {"type": "string"}}}),
-        (404, 503),
-        ({"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},),
-        tags=("operations",),
-    ),
 }
 
 
@@ -300,13 +187,24 @@ def _describe(path: str, method: str, operation: Operation) -> dict[str, Any]:
         described["requestBody"] = {
             "required": True,
             "description": f"JSON, at most {MAX_BODY_BYTES} bytes; unknown fields are ignored.",
-            "content": _json(operation.body),
+            "content": json_content(operation.body),
         }
     return described
 
 
-def build(routes: Mapping[str, Mapping[str, object]]) -> dict[str, Any]:
-    """The document for routes (path -> method -> handler); every route must have an Operation."""
+class Route(NamedTuple):
+    """A route's handler and its OpenAPI operation, declared together in the handler's module."""
+
+    handler: Handler
+    operation: Operation
+
+
+# path -> method -> Route: what each handler module declares, and what the app serves.
+Routes = Mapping[str, Mapping[str, Route]]
+
+
+def build(routes: Routes) -> dict[str, Any]:
+    """The document for the routes, each described by its own Operation."""
     _, top = models_json_schema(
         [(model, "validation") for model in REQUEST_MODELS]
         + [(model, "serialization") for model in RESPONSE_MODELS],
@@ -315,7 +213,7 @@ def build(routes: Mapping[str, Mapping[str, object]]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for path, handlers in routes.items():
         for method in handlers:
-            operation = OPERATIONS[(path, method)]
+            operation = handlers[method].operation
             item = paths.setdefault(documented_path(path), {})
             # HEAD is not listed: every GET answers it (the document's description says so).
             item[method.lower()] = _describe(path, method, operation)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from chatsvc import queries
+from chatsvc import parameters, queries
 from chatsvc.handlers import chat_not_found
 from chatsvc.keys import DATABASE, EVENTS, SETTINGS
 from chatsvc.live.frames import HEADERS
 from chatsvc.live.stream import run_stream
+from chatsvc.openapi import CHAT_ID, EVENT_STREAM, SSE_EVENT, Operation, Route, Routes
 from chatsvc.parameters import EVENTS_AFTER
 from chatsvc.parsing import path_id, resume_point
 
@@ -40,3 +41,26 @@ async def chat_events(request: web.Request) -> web.StreamResponse:
             heartbeat=request.app[SETTINGS].sse_heartbeat,
         )
         return response
+
+
+ROUTES: Routes = {
+    "/chats/{chat_id}/events": {
+        "GET": Route(
+            chat_events,
+            Operation(
+                "Follow a chat live (Server-Sent Events)",
+                (
+                    200,
+                    EVENT_STREAM,
+                    {"text/event-stream": {"schema": SSE_EVENT}},
+                ),
+                (404, 422, 503),
+                (
+                    CHAT_ID,
+                    parameters.EVENTS_AFTER.openapi(),
+                    parameters.LAST_EVENT_ID,
+                ),
+            ),
+        ),
+    },
+}

@@ -2,12 +2,22 @@
 
 from aiohttp import web
 
-from chatsvc import queries, reads
+from chatsvc import models, parameters, queries, reads
 from chatsvc.handlers import chat_not_found, created_response, json_response
 from chatsvc.idempotency import run_keyed
 from chatsvc.keys import DATABASE, SETTINGS
 from chatsvc.models import ChatCreate
-from chatsvc.parameters import CHAT_MESSAGES_LIMIT, CHATS_BEFORE, CHATS_LIMIT
+from chatsvc.openapi import (
+    BODY_PROBLEMS,
+    CHAT_ID,
+    CHAT_LINKS,
+    CREATED_HEADERS,
+    Operation,
+    Route,
+    Routes,
+    json_content,
+)
+from chatsvc.parameters import CHAT_MESSAGES_LIMIT, CHATS_BEFORE, CHATS_LIMIT, IDEMPOTENCY_KEY
 from chatsvc.parsing import idempotency_key, json_body, path_id
 
 
@@ -43,3 +53,62 @@ async def delete_chat(request: web.Request) -> web.Response:
     if not await queries.delete_chat(request.app[DATABASE], chat_id):
         raise chat_not_found(chat_id)
     return web.Response(status=204)
+
+
+ROUTES: Routes = {
+    "/chats": {
+        "GET": Route(
+            list_chats,
+            Operation(
+                "List chats, newest first",
+                (
+                    200,
+                    "One page of chats; follow `next_before` until it is null.",
+                    json_content(models.ChatPage),
+                ),
+                (422, 503),
+                (parameters.CHATS_LIMIT.openapi(), parameters.CHATS_BEFORE.openapi()),
+            ),
+        ),
+        "POST": Route(
+            create_chat,
+            Operation(
+                "Create a chat",
+                (
+                    201,
+                    "The chat (or, for an Idempotency-Key retry, the chat the key created).",
+                    json_content(models.Chat),
+                ),
+                BODY_PROBLEMS,
+                (IDEMPOTENCY_KEY,),
+                models.ChatCreate,
+                CREATED_HEADERS,
+                links=CHAT_LINKS,
+            ),
+        ),
+    },
+    "/chats/{chat_id}": {
+        "GET": Route(
+            get_chat,
+            Operation(
+                "A chat with its latest messages, oldest first",
+                (
+                    200,
+                    "The chat and its `limit` most recent messages.",
+                    json_content(models.ChatWithMessages),
+                ),
+                (404, 422, 503),
+                (CHAT_ID, parameters.CHAT_MESSAGES_LIMIT.openapi()),
+            ),
+        ),
+        "DELETE": Route(
+            delete_chat,
+            Operation(
+                "Delete a chat and all its messages",
+                (204, "Deleted, with its messages.", None),
+                (404, 503),
+                (CHAT_ID,),
+            ),
+        ),
+    },
+}

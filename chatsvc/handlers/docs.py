@@ -13,6 +13,7 @@ from aiohttp import web
 from swagger_ui_bundle import swagger_ui_path
 
 from chatsvc.keys import OPENAPI
+from chatsvc.openapi import Operation, Route, Routes
 from chatsvc.problems import NotFound
 
 ASSETS = Path(str(swagger_ui_path))
@@ -57,3 +58,43 @@ async def docs_asset(request: web.Request) -> web.StreamResponse:
         raise NotFound("No such file.")
     # aiohttp's FileResponse: sendfile, content type, ETag and Last-Modified, no read per request.
     return web.FileResponse(ASSETS / name, headers={"Cache-Control": "public, max-age=86400"})
+
+
+ROUTES: Routes = {
+    "/openapi.json": {
+        "GET": Route(
+            openapi_json,
+            Operation(
+                "This document",
+                (200, "OpenAPI 3.1.", {"application/json": {"schema": {"type": "object"}}}),
+                tags=("operations",),
+            ),
+        ),
+    },
+    "/docs": {
+        "GET": Route(
+            docs,
+            Operation(
+                "Swagger UI for this document",
+                (
+                    200,
+                    "An HTML page; its scripts are served by this service.",
+                    {"text/html": {"schema": {"type": "string"}}},
+                ),
+                tags=("operations",),
+            ),
+        ),
+    },
+    "/docs/assets/{name}": {
+        "GET": Route(
+            docs_asset,
+            Operation(
+                "Swagger UI's files",
+                (200, "A script, style sheet or image.", {"*/*": {"schema": {"type": "string"}}}),
+                (404, 503),
+                ({"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},),
+                tags=("operations",),
+            ),
+        ),
+    },
+}

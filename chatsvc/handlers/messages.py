@@ -2,11 +2,22 @@
 
 from aiohttp import web
 
-from chatsvc import queries, sends
+from chatsvc import models, parameters, queries, sends
 from chatsvc.handlers import chat_not_found, created_response, json_response
 from chatsvc.keys import DATABASE, SETTINGS
 from chatsvc.models import MessageCreate
-from chatsvc.parameters import HISTORY_AFTER, HISTORY_BEFORE, HISTORY_LIMIT
+from chatsvc.openapi import (
+    BODY_PROBLEMS,
+    CHAT_ID,
+    CREATED_HEADERS,
+    MESSAGE_ID,
+    MESSAGE_LINKS,
+    Operation,
+    Route,
+    Routes,
+    json_content,
+)
+from chatsvc.parameters import HISTORY_AFTER, HISTORY_BEFORE, HISTORY_LIMIT, IDEMPOTENCY_KEY
 from chatsvc.parsing import idempotency_key, json_body, path_id
 from chatsvc.problems import NotFound, ValidationFailed
 
@@ -50,3 +61,57 @@ async def get_message(request: web.Request) -> web.Response:
     if message_json is None:
         raise NotFound(f"Chat {chat_id} holds no message {message_id}.")
     return json_response(message_json)
+
+
+ROUTES: Routes = {
+    "/chats/{chat_id}/messages": {
+        "GET": Route(
+            list_messages,
+            Operation(
+                "One page of a chat's history, oldest first",
+                (
+                    200,
+                    "One page; `has_more` says whether more exist in the paging direction.",
+                    json_content(models.MessagePage),
+                ),
+                (404, 422, 503),
+                (
+                    CHAT_ID,
+                    parameters.HISTORY_LIMIT.openapi(),
+                    parameters.HISTORY_BEFORE.openapi(),
+                    parameters.HISTORY_AFTER.openapi(),
+                ),
+                description="With neither `before` nor `after`: the newest page. `before` and `after`"
+                " together are 422 (a rule across parameters, which JSON Schema cannot state for"
+                " separate query parameters).",
+            ),
+        ),
+        "POST": Route(
+            create_message,
+            Operation(
+                "Send a message",
+                (
+                    201,
+                    "The message (or, for an Idempotency-Key retry, the one the key stored).",
+                    json_content(models.Message),
+                ),
+                BODY_PROBLEMS,
+                (CHAT_ID, IDEMPOTENCY_KEY),
+                models.MessageCreate,
+                CREATED_HEADERS,
+                links=MESSAGE_LINKS,
+            ),
+        ),
+    },
+    "/chats/{chat_id}/messages/{message_id}": {
+        "GET": Route(
+            get_message,
+            Operation(
+                "One message of a chat",
+                (200, "The message.", json_content(models.Message)),
+                (404, 503),
+                (CHAT_ID, MESSAGE_ID),
+            ),
+        ),
+    },
+}

@@ -4,9 +4,10 @@ and /metrics (Prometheus text format)."""
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from chatsvc import migrate, queries
+from chatsvc import migrate, models, queries
 from chatsvc.handlers import json_response
 from chatsvc.keys import DATABASE, METRICS
+from chatsvc.openapi import Operation, Route, Routes, json_content
 from chatsvc.problems import ServiceUnavailable
 
 SHIPPED_MIGRATIONS = migrate.shipped()
@@ -31,3 +32,35 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+ROUTES: Routes = {
+    "/healthz": {
+        "GET": Route(
+            healthz,
+            Operation(
+                "The process is up", (200, "Serving HTTP.", json_content(models.Status)), tags=("operations",)
+            ),
+        ),
+    },
+    "/readyz": {
+        "GET": Route(
+            readyz,
+            Operation(
+                "The service can serve requests",
+                (200, "The database is reachable and at the latest migration.", json_content(models.Status)),
+                tags=("operations",),
+            ),
+        ),
+    },
+    "/metrics": {
+        "GET": Route(
+            metrics,
+            Operation(
+                "Prometheus metrics",
+                (200, "Prometheus text format.", {"text/plain": {"schema": {"type": "string"}}}),
+                tags=("operations",),
+            ),
+        ),
+    },
+}
