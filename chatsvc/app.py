@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 
 import orjson
 from aiohttp import web
@@ -20,7 +20,6 @@ from chatsvc.live.hub import EventHub
 from chatsvc.metrics import Metrics
 from chatsvc.observe import add_request_id, observe
 from chatsvc.parsing import MAX_BODY_BYTES
-from chatsvc.problems import Handler
 from chatsvc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,16 +30,12 @@ KEY_PURGE_INTERVAL = 3600.0
 # Every route, by path and method, with its OpenAPI operation: each declared
 # next to its handler, in its handler module. Each path is served with and
 # without a trailing slash, directly: a redirect would lose POST bodies in many clients.
-ROUTE_TABLE: openapi.Routes = {
+ROUTES: openapi.Routes = {
     **chats.ROUTES,
     **messages.ROUTES,
     **chat_events.ROUTES,
     **operations.ROUTES,
     **docs.ROUTES,
-}
-ROUTES: Mapping[str, Mapping[str, Handler]] = {
-    path: {method: route.handler for method, route in methods.items()}
-    for path, methods in ROUTE_TABLE.items()
 }
 
 
@@ -48,18 +43,18 @@ ROUTES: Mapping[str, Mapping[str, Handler]] = {
 def openapi_document() -> bytes:
     """The OpenAPI document, encoded: built by the first create_app of a process (it
     depends on ROUTES and the models only), so commands that serve nothing never build it."""
-    return orjson.dumps(openapi.build(ROUTE_TABLE))
+    return orjson.dumps(openapi.build(ROUTES))
 
 
-def add_routes(app: web.Application, routes: Mapping[str, Mapping[str, Handler]]) -> None:
-    for path, handlers in routes.items():
+def add_routes(app: web.Application, routes: openapi.Routes) -> None:
+    for path, methods in routes.items():
         for variant in (path, f"{path}/"):
             # One resource per path, so a wrong method gets 405 with the full Allow list.
             resource = app.router.add_resource(variant)
-            for method, handler in handlers.items():
-                resource.add_route(method, handler)
+            for method, route in methods.items():
+                resource.add_route(method, route.handler)
                 if method == "GET":
-                    resource.add_route("HEAD", handler)
+                    resource.add_route("HEAD", route.handler)
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:

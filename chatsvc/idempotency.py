@@ -39,17 +39,19 @@ async def run_keyed(create: Callable[P, Awaitable[C]], *args: P.args, **kwargs: 
 
     Only a key purged in between could make it lose a second time, hence the bound.
     """
-    for _ in range(2):
-        try:
-            result = await create(*args, **kwargs)
-            break
-        except asyncpg.UniqueViolationError:
-            continue
-    else:
-        result = await create(*args, **kwargs)
+    result = await _past_a_racing_key(create, *args, **kwargs)
     if result is not None and not result.same_body:
         raise KeyReusedWithAnotherBody
     return result
+
+
+async def _past_a_racing_key(create: Callable[P, Awaitable[C]], *args: P.args, **kwargs: P.kwargs) -> C:
+    for _ in range(2):
+        try:
+            return await create(*args, **kwargs)
+        except asyncpg.UniqueViolationError:
+            continue
+    return await create(*args, **kwargs)
 
 
 async def purge_expired_keys(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chatsvc.app import ROUTE_TABLE
+from chatsvc.app import ROUTES
 from chatsvc.sql import STATEMENTS
 
 README = Path(__file__).parents[1] / "README.md"
@@ -14,7 +14,7 @@ HEADER = "| route | handler | SQL (`-- serves:`) |"
 
 def expected_rows() -> list[str]:
     rows = []
-    for path, methods in ROUTE_TABLE.items():
+    for path, methods in ROUTES.items():
         for method, route in methods.items():
             handler = f"`{route.handler.__module__.removeprefix('chatsvc.')}.{route.handler.__name__}`"
             files = sorted(stmt.source for stmt in STATEMENTS.values() if (method, path) in stmt.routes)
