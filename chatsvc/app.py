@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from chatsvc import idempotency, openapi
+from chatsvc.callers import CALLER, Authenticator
 from chatsvc.db import connector, open_database
 from chatsvc.handlers import chat_events, chats, docs, messages, operations
 from chatsvc.keys import DATABASE, EVENTS, LIFECYCLE, METRICS, OPENAPI, SETTINGS, Lifecycle
@@ -20,6 +21,7 @@ from chatsvc.live.hub import EventHub
 from chatsvc.metrics import Metrics
 from chatsvc.observe import add_request_id, observe
 from chatsvc.parsing import MAX_BODY_BYTES
+from chatsvc.problems import Handler
 from chatsvc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,15 +48,30 @@ def openapi_document() -> bytes:
     return orjson.dumps(openapi.build(ROUTES))
 
 
-def add_routes(app: web.Application, routes: openapi.Routes) -> None:
+def authenticated(handler: Handler, authenticator: Authenticator, access: openapi.Access) -> Handler:
+    """The handler of a protected route: the caller is known before anything else on the
+    route runs (a request without a credential is 401 whatever its path or body)."""
+    if access == "public":
+        return handler
+    token_in_query = access == "bearer or query"
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        request[CALLER] = authenticator.caller_of(request.headers, request.query if token_in_query else None)
+        return await handler(request)
+
+    return handle
+
+
+def add_routes(app: web.Application, routes: openapi.Routes, authenticator: Authenticator) -> None:
     for path, methods in routes.items():
         for variant in (path, f"{path}/"):
             # One resource per path, so a wrong method gets 405 with the full Allow list.
             resource = app.router.add_resource(variant)
             for method, route in methods.items():
-                resource.add_route(method, route.handler)
+                handler = authenticated(route.handler, authenticator, route.operation.access)
+                resource.add_route(method, handler)
                 if method == "GET":
-                    resource.add_route("HEAD", route.handler)
+                    resource.add_route("HEAD", handler)
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -119,5 +136,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(events_ctx)
     app.cleanup_ctx.append(key_purge_ctx)
     app.on_shutdown.append(on_shutdown)
-    add_routes(app, ROUTES)
+    authenticator = Authenticator(
+        settings.server_keys, settings.jwt_secrets, settings.jwt_audience, enabled=settings.auth == "on"
+    )
+    add_routes(app, ROUTES, authenticator)
     return app

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -71,6 +71,8 @@ CREATED_HEADERS = {
 # What each error status means on the routes that can answer it.
 PROBLEMS = {
     400: "The body is not valid JSON, or is empty; or the Idempotency-Key header is malformed.",
+    401: "No credential, a malformed one, or one that is refused; `detail` says which.",
+    403: "The caller is a member of the chat but its role may not do this.",
     404: "No such chat or message (or the chat an Idempotency-Key created has been deleted since).",
     408: "The body did not arrive in time.",
     413: f"The body is larger than {MAX_BODY_BYTES} bytes.",
@@ -88,6 +90,31 @@ EVENT_STREAM = (
 )
 
 
+# Who may call a route: anyone, or callers with a credential (chatsvc/callers.py)
+# in the Authorization header, or (event streams) also in ?access_token=.
+Access = Literal["public", "bearer", "bearer or query"]
+
+SECURITY_SCHEMES = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A server key (CHATSVC_SERVER_KEYS), or a user token: a JWT signed with HS256"
+        " by one of CHATSVC_JWT_SECRETS, its `sub` the user id (`chatsvc token USER` prints one).",
+    },
+    "access_token": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "access_token",
+        "description": "The same credential, for event streams (browsers' EventSource cannot send headers).",
+    },
+}
+_SECURITY: dict[Access, list[dict[str, list[str]]]] = {
+    "public": [],
+    "bearer": [{"bearer": []}],
+    "bearer or query": [{"bearer": []}, {"access_token": []}],
+}
+
+
 @dataclass(frozen=True)
 class Operation:
     summary: str
@@ -101,6 +128,8 @@ class Operation:
     links: Mapping[str, Any] = field(default_factory=dict)
     # What the summary and the parameters cannot say, such as a rule across parameters.
     description: str = ""
+    # Protected unless declared otherwise: a new route needs a credential by default.
+    access: Access = "bearer"
 
 
 def _link(operation_id: str, **parameters: str) -> dict[str, Any]:
@@ -160,7 +189,8 @@ def _responses(operation: Operation) -> dict[str, Any]:
     if operation.links:
         ok["links"] = dict(operation.links)
     responses: dict[str, Any] = {str(status): ok}
-    for problem in operation.problems:
+    problems = operation.problems if operation.access == "public" else (401, *operation.problems)
+    for problem in sorted(problems):
         model = models.ValidationProblem if problem == 422 else models.Problem
         answer: dict[str, Any] = {
             "description": PROBLEMS[problem],
@@ -168,6 +198,13 @@ def _responses(operation: Operation) -> dict[str, Any]:
         }
         if problem == 503:
             answer["headers"] = {"Retry-After": {"description": "Seconds.", "schema": {"type": "string"}}}
+        if problem == 401:
+            answer["headers"] = {
+                "WWW-Authenticate": {
+                    "description": '`Bearer`, plus `error="invalid_token"` when a credential was sent.',
+                    "schema": {"type": "string"},
+                }
+            }
         responses[str(problem)] = answer
     return responses
 
@@ -178,6 +215,7 @@ def _describe(path: str, method: str, operation: Operation) -> dict[str, Any]:
         "summary": operation.summary,
         "tags": list(operation.tags),
         "responses": _responses(operation),
+        "security": _SECURITY[operation.access],
     }
     if operation.description:
         described["description"] = operation.description
@@ -228,5 +266,5 @@ def build(routes: Routes) -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "paths": paths,
-        "components": {"schemas": top["$defs"]},
+        "components": {"schemas": top["$defs"], "securitySchemes": SECURITY_SCHEMES},
     }

@@ -11,10 +11,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 Seconds = Annotated[float, Field(gt=0, le=3600)]
+# Server keys and token secrets: comma-separated in the environment, each long
+# enough that guessing is out of reach (the contract: at least 32).
+ServerKey = Annotated[str, Field(min_length=32, pattern=r"^[!-~]+$")]
+TokenSecret = Annotated[str, Field(min_length=32)]
 
 
 def default_data_dir() -> Path:
@@ -64,6 +68,31 @@ class Settings(BaseModel):
     # 503 + Retry-After and is closed. Lowered at start to what the open-file
     # limit leaves room for (chatsvc/listening.py).
     max_connections: int = Field(10_000, ge=1, le=1_000_000)
+    # "off": no credential is checked and every request is the server (local experiments only).
+    auth: Literal["on", "off"] = "on"
+    # Callers (chatsvc/callers.py): several of each at once, so one can be rotated.
+    server_keys: tuple[ServerKey, ...] = ()
+    jwt_secrets: tuple[TokenSecret, ...] = ()
+    # When set, a user token's aud must contain it.
+    jwt_audience: str | None = None
+    # Per-user write limit (chatsvc/limits.py): sustained writes per second, and the burst.
+    user_write_rate: float = Field(10.0, gt=0, le=1_000_000)
+    user_write_burst: int = Field(50, ge=1, le=1_000_000)
+
+    @field_validator("server_keys", "jwt_secrets", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            # The contract's variables are comma-separated; bytes counted in UTF-8 for secrets.
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("jwt_secrets", mode="after")
+    @classmethod
+    def _secret_bytes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(len(secret.encode()) < 32 for secret in value):
+            raise ValueError("each secret must be at least 32 bytes")
+        return value
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> Settings:
@@ -90,10 +119,19 @@ ENVIRONMENT: Mapping[str, str] = {
     "CHATSVC_SSE_MAX_STREAMS": "sse_max_streams",
     "CHATSVC_MAX_CONNECTIONS": "max_connections",
     "CHATSVC_SHUTDOWN_GRACE": "shutdown_grace",
+    "CHATSVC_AUTH": "auth",
+    "CHATSVC_SERVER_KEYS": "server_keys",
+    "CHATSVC_JWT_SECRETS": "jwt_secrets",
+    "CHATSVC_JWT_AUDIENCE": "jwt_audience",
+    "CHATSVC_USER_WRITE_RATE": "user_write_rate",
+    "CHATSVC_USER_WRITE_BURST": "user_write_burst",
 }
 _VARIABLE_OF_FIELD = {field: variable for variable, field in ENVIRONMENT.items()}
 # A cross-field rule is reported against the variable that the message names.
 _VARIABLE_OF_RULE = {"": "CHATSVC_POOL_MIN_SIZE"}
+
+
+SECRET_FIELDS = frozenset({"server_keys", "jwt_secrets"})
 
 
 class SettingsError(Exception):
@@ -114,6 +152,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     }
     if "log_level" in values:
         values["log_level"] = str(values["log_level"]).upper()
+    if "auth" in values:
+        values["auth"] = str(values["auth"]).strip().lower()
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return Settings.model_validate(values)
@@ -121,6 +161,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else ""
         variable = _VARIABLE_OF_FIELD.get(field) or _VARIABLE_OF_RULE.get(field, field)
-        shown = f", got {values[field]!r}" if field in values else ""
+        # Credentials are never shown, not even in a refusal to start.
+        shown = f", got {values[field]!r}" if field in values and field not in SECRET_FIELDS else ""
         message = error["msg"].removeprefix("Value error, ")
         raise SettingsError(f"{variable}: {message}{shown}") from None

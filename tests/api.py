@@ -13,6 +13,8 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.credentials import with_server_key
+
 T = TypeVar("T")
 
 JSON = {"Content-Type": "application/json"}
@@ -82,7 +84,7 @@ async def raw_exchange(client: TestClient[Any, Any], request: bytes, close_after
     """Sends request bytes as they are over a fresh connection; returns what comes back."""
     assert client.server.port is not None
     reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
-    writer.write(request)
+    writer.write(with_server_key(request))
     await writer.drain()
     if close_after_send:
         await asyncio.sleep(0.2)  # let the handler start reading the body, then leave

@@ -12,6 +12,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -26,6 +27,7 @@ from chatsvc.app import create_app
 from chatsvc.db import Pool, open_database
 from chatsvc.embedded import EmbeddedPostgres
 from chatsvc.settings import Settings
+from tests.credentials import CREDENTIALS, SERVER
 
 Client = TestClient[web.Request, web.Application]
 
@@ -98,14 +100,28 @@ def empty_database_url(make_migrated_database: Callable[[], str]) -> str:
 
 
 @pytest.fixture
+def aiohttp_client(aiohttp_client: AiohttpClient) -> AiohttpClient:
+    """pytest-aiohttp's, its clients sending the server key unless told other headers:
+    tests are the server caller unless they say otherwise."""
+
+    async def client_of(app: web.Application, **kwargs: Any) -> Client:
+        kwargs.setdefault("headers", SERVER)
+        return await aiohttp_client(app, **kwargs)
+
+    return client_of  # type: ignore[return-value]
+
+
+@pytest.fixture
 async def empty_client(aiohttp_client: AiohttpClient, empty_database_url: str) -> Client:
     """The app on a database only this test uses."""
-    return await aiohttp_client(create_app(Settings(database_url=empty_database_url, pool_max_size=10)))
+    return await aiohttp_client(
+        create_app(Settings(**CREDENTIALS, database_url=empty_database_url, pool_max_size=10))
+    )
 
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, pool_min_size=1, pool_max_size=10)
+    return Settings(**CREDENTIALS, database_url=database_url, pool_min_size=1, pool_max_size=10)
 
 
 @pytest.fixture
@@ -137,7 +153,9 @@ async def other(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 async def pool(database_url: str) -> AsyncIterator[Pool]:
     """The service's own pool (chatsvc/db.py) holding one connection, so that who waits is certain."""
     database = await open_database(
-        Settings(database_url=database_url, pool_min_size=1, pool_max_size=1, pool_acquire_timeout=2)
+        Settings(
+            **CREDENTIALS, database_url=database_url, pool_min_size=1, pool_max_size=1, pool_acquire_timeout=2
+        )
     )
     yield database
     await database.close()

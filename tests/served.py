@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests import credentials
+
 CHATSVC = [sys.executable, "-m", "chatsvc"]
 
 
@@ -35,13 +37,15 @@ def free_port() -> int:
 
 def environment(**variables: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("CHATSVC_")}
-    return env | variables
+    return env | credentials.ENVIRONMENT | variables
 
 
-def call(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+def call(
+    method: str, url: str, body: dict[str, Any] | None = None, headers: dict[str, str] = credentials.SERVER
+) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
+        url, data=data, method=method, headers={"Content-Type": "application/json", **headers}
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -151,7 +155,7 @@ def timed_exchange(base: str, raw: bytes, timeout: float = 15) -> tuple[bytes, f
     first_byte = float("inf")
     with socket.create_connection((host, int(port)), timeout=timeout) as sock:
         try:
-            sock.sendall(raw)
+            sock.sendall(credentials.with_server_key(raw))
         except OSError:
             pass  # the server may answer and close before taking everything
         received = b""
@@ -177,7 +181,7 @@ def until_closed(base: str, raw: bytes, timeout: float = 10) -> tuple[bytes, boo
     deadline = time.monotonic() + timeout  # also for a server that keeps sending
     with socket.create_connection((host, int(port)), timeout=timeout) as sock:
         with contextlib.suppress(OSError):  # it may answer and close before taking everything
-            sock.sendall(raw)
+            sock.sendall(credentials.with_server_key(raw))
         while time.monotonic() < deadline:
             try:
                 chunk = sock.recv(65536)

@@ -15,6 +15,7 @@ import pytest
 from chatsvc import batching, queries, reads, sends
 from chatsvc.db import DatabaseUnavailable, Pool, open_database
 from chatsvc.settings import Settings
+from tests.credentials import CREDENTIALS
 
 
 @pytest.fixture
@@ -124,7 +125,9 @@ async def fill_in_flight(db: Pool, chat_id: int) -> list[asyncio.Task[str | None
 async def test_at_most_max_in_flight_batches_run_and_the_next_collects_meanwhile(
     database_url: str, chats: list[int], other: asyncpg.Connection
 ) -> None:
-    wide = await open_database(Settings(database_url=database_url, pool_max_size=10, pool_acquire_timeout=2))
+    wide = await open_database(
+        Settings(**CREDENTIALS, database_url=database_url, pool_max_size=10, pool_acquire_timeout=2)
+    )
     try:
         await other.execute(
             "LOCK TABLE chats IN ACCESS EXCLUSIVE MODE"
@@ -146,7 +149,7 @@ async def test_a_batch_that_waits_for_its_turn_past_the_acquire_timeout_is_unava
     database_url: str, chats: list[int], other: asyncpg.Connection
 ) -> None:
     wide = await open_database(
-        Settings(database_url=database_url, pool_max_size=10, pool_acquire_timeout=0.3)
+        Settings(**CREDENTIALS, database_url=database_url, pool_max_size=10, pool_acquire_timeout=0.3)
     )
     try:
         await other.execute("LOCK TABLE chats IN ACCESS EXCLUSIVE MODE")

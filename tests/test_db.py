@@ -16,6 +16,7 @@ from chatsvc.db import DatabaseUnavailable, Pool, open_database
 from chatsvc.keys import DATABASE, SETTINGS
 from chatsvc.settings import Settings
 from tests.conftest import Client
+from tests.credentials import CREDENTIALS
 
 
 async def backend_pid(pool: Pool) -> int:
@@ -123,7 +124,9 @@ async def _refuse() -> asyncpg.Connection:
 
 
 async def test_never_more_connections_than_max_size(database_url: str) -> None:
-    pool = await open_database(Settings(database_url=database_url, pool_min_size=0, pool_max_size=3))
+    pool = await open_database(
+        Settings(**CREDENTIALS, database_url=database_url, pool_min_size=0, pool_max_size=3)
+    )
     try:
 
         async def request() -> int:

@@ -22,6 +22,7 @@ from chatsvc.live.hub import EventHub
 from chatsvc.settings import Settings
 from tests.api import create_chat, error_locations, problem, send, waiting_on_a_lock
 from tests.conftest import Client
+from tests.credentials import CREDENTIALS
 from tests.sse import EventStream
 
 
@@ -320,7 +321,7 @@ async def test_a_subscriber_that_falls_behind_is_dropped_without_holding_up_the_
     database_url: str, db: asyncpg.Connection
 ) -> None:
     """The hub itself, on real NOTIFYs: one subscriber reads, the other never does."""
-    hub = EventHub(connector(Settings(database_url=database_url), "chatsvc-events"), backlog=5)
+    hub = EventHub(connector(Settings(**CREDENTIALS, database_url=database_url), "chatsvc-events"), backlog=5)
     await hub.start()
     try:
         chat_id = await db.fetchval("INSERT INTO chats (title) VALUES ('slow') RETURNING id")

@@ -23,6 +23,7 @@ from chatsvc.app import create_app
 from chatsvc.keys import DATABASE
 from chatsvc.settings import Settings
 from tests.api import create_chat, problem, read_answer, waiting_on_a_lock
+from tests.credentials import CREDENTIALS
 from tests.served import environment, serving, until_closed
 
 SLOW_CLIENTS = 300
@@ -84,7 +85,9 @@ async def test_slow_and_idle_clients_do_not_starve_normal_requests(make_database
 async def test_a_flood_past_the_pool_waits_a_bounded_time_then_gets_503(
     aiohttp_client: AiohttpClient, database_url: str, other: asyncpg.Connection
 ) -> None:
-    settings = Settings(database_url=database_url, pool_min_size=1, pool_max_size=1, pool_acquire_timeout=0.5)
+    settings = Settings(
+        **CREDENTIALS, database_url=database_url, pool_min_size=1, pool_max_size=1, pool_acquire_timeout=0.5
+    )
     client = await aiohttp_client(create_app(settings))
     chat = await create_chat(client)
     await other.execute("SELECT id FROM chats WHERE id = $1 FOR UPDATE", chat["id"])

@@ -23,6 +23,7 @@ from chatsvc.app import create_app
 from chatsvc.embedded import EmbeddedPostgres
 from chatsvc.settings import Settings
 from tests.api import create_chat, problem
+from tests.credentials import CREDENTIALS
 from tests.served import environment, serving
 
 SENDERS = 6
@@ -58,6 +59,7 @@ async def test_every_acknowledged_send_survives_a_crash_of_postgresql_and_the_se
     aiohttp_client: AiohttpClient, durable_server: EmbeddedPostgres
 ) -> None:
     settings = Settings(
+        **CREDENTIALS,
         database_url=durable_server.url(),
         pool_acquire_timeout=ACQUIRE_TIMEOUT,
         statement_timeout=STATEMENT_TIMEOUT,

@@ -11,6 +11,7 @@ from chatsvc.app import create_app
 from chatsvc.settings import Settings
 from tests.api import problem
 from tests.conftest import Client
+from tests.credentials import CREDENTIALS
 
 
 async def test_healthz_says_the_process_is_up(client: Client) -> None:
@@ -29,7 +30,7 @@ async def test_readyz_is_503_while_migrations_are_behind(
     url = make_database()
     migrate.apply(url)
     migrate.rollback(url, count=1)
-    client = await aiohttp_client(create_app(Settings(database_url=url)))
+    client = await aiohttp_client(create_app(Settings(**CREDENTIALS, database_url=url)))
     body = await problem(await client.get("/readyz"), 503)
     assert "1 migration(s) pending" in body["detail"]
     migrate.apply(url)
@@ -39,7 +40,7 @@ async def test_readyz_is_503_while_migrations_are_behind(
 async def test_readyz_is_503_on_a_database_never_migrated(
     aiohttp_client: AiohttpClient, make_database: Callable[[], str]
 ) -> None:
-    client = await aiohttp_client(create_app(Settings(database_url=make_database())))
+    client = await aiohttp_client(create_app(Settings(**CREDENTIALS, database_url=make_database())))
     response = await client.get("/readyz")
     body = await problem(response, 503)
     assert response.headers["Retry-After"]

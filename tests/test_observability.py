@@ -17,6 +17,7 @@ from chatsvc.logs import JsonFormatter
 from chatsvc.settings import Settings
 from tests.api import create_chat, scrape, send, waiting_on_a_lock
 from tests.conftest import Client
+from tests.credentials import CREDENTIALS
 
 
 def labels(**pairs: str) -> frozenset[tuple[str, str]]:
@@ -124,7 +125,7 @@ async def test_requests_are_counted_by_route_template_and_status(client: Client)
 async def test_the_listener_gauge_says_whether_live_events_are_connected(
     aiohttp_client: AiohttpClient, server_url: str, empty_database_url: str
 ) -> None:
-    client = await aiohttp_client(create_app(Settings(database_url=empty_database_url)))
+    client = await aiohttp_client(create_app(Settings(**CREDENTIALS, database_url=empty_database_url)))
     listener_gauge: tuple[str, frozenset[tuple[str, str]]] = (
         "chatsvc_events_listener_connected",
         frozenset(),
@@ -160,7 +161,7 @@ async def test_pool_and_stream_gauges(
     aiohttp_client: AiohttpClient, database_url: str, db: asyncpg.Connection, other: asyncpg.Connection
 ) -> None:
     client = await aiohttp_client(
-        create_app(Settings(database_url=database_url, pool_min_size=1, pool_max_size=1))
+        create_app(Settings(**CREDENTIALS, database_url=database_url, pool_min_size=1, pool_max_size=1))
     )
     chat = await create_chat(client)
     stream = await client.get(f"/chats/{chat['id']}/events")

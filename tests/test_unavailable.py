@@ -22,6 +22,7 @@ from chatsvc.keys import LIFECYCLE
 from chatsvc.settings import Settings
 from tests.api import create_chat, problem, waiting_on_a_lock
 from tests.conftest import Client
+from tests.credentials import CREDENTIALS
 
 
 @pytest.fixture
@@ -40,7 +41,9 @@ async def unavailable(request: Awaitable[ClientResponse]) -> None:
 async def test_requests_get_503_while_the_database_is_down_and_recover_after(
     aiohttp_client: AiohttpClient, own_server: EmbeddedPostgres
 ) -> None:
-    settings = Settings(database_url=own_server.url(), pool_acquire_timeout=2, statement_timeout=2)
+    settings = Settings(
+        **CREDENTIALS, database_url=own_server.url(), pool_acquire_timeout=2, statement_timeout=2
+    )
     client = await aiohttp_client(create_app(settings))
     chat = await create_chat(client)
     own_server.stop()
@@ -77,7 +80,7 @@ async def test_requests_get_503_while_the_database_is_down_and_recover_after(
 async def test_a_statement_past_its_timeout_is_503(
     aiohttp_client: AiohttpClient, database_url: str, other: asyncpg.Connection
 ) -> None:
-    settings = Settings(database_url=database_url, statement_timeout=0.3)
+    settings = Settings(**CREDENTIALS, database_url=database_url, statement_timeout=0.3)
     client = await aiohttp_client(create_app(settings))
     chat = await create_chat(client)
     await other.execute("SELECT id FROM chats WHERE id = $1 FOR UPDATE", chat["id"])
@@ -91,6 +94,7 @@ async def test_waiting_past_the_acquire_timeout_for_a_connection_is_503(
     aiohttp_client: AiohttpClient, database_url: str, db: asyncpg.Connection, other: asyncpg.Connection
 ) -> None:
     settings = Settings(
+        **CREDENTIALS,
         database_url=database_url,
         pool_min_size=1,
         pool_max_size=1,

@@ -60,6 +60,7 @@ ROUTES: Routes = {
                     parameters.EVENTS_AFTER.openapi(),
                     parameters.LAST_EVENT_ID,
                 ),
+                access="bearer or query",
             ),
         ),
     },

@@ -39,7 +39,10 @@ ROUTES: Routes = {
         "GET": Route(
             healthz,
             Operation(
-                "The process is up", (200, "Serving HTTP.", json_content(models.Status)), tags=("operations",)
+                "The process is up",
+                (200, "Serving HTTP.", json_content(models.Status)),
+                tags=("operations",),
+                access="public",
             ),
         ),
     },
@@ -50,6 +53,7 @@ ROUTES: Routes = {
                 "The service can serve requests",
                 (200, "The database is reachable and at the latest migration.", json_content(models.Status)),
                 tags=("operations",),
+                access="public",
             ),
         ),
     },
@@ -60,6 +64,7 @@ ROUTES: Routes = {
                 "Prometheus metrics",
                 (200, "Prometheus text format.", {"text/plain": {"schema": {"type": "string"}}}),
                 tags=("operations",),
+                access="public",
             ),
         ),
     },
