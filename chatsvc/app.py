@@ -14,7 +14,7 @@ from aiohttp import web
 from chatsvc import idempotency, openapi
 from chatsvc.callers import CALLER, Authenticator
 from chatsvc.db import connector, open_database
-from chatsvc.handlers import chat_events, chats, docs, messages, operations
+from chatsvc.handlers import chat_events, chats, docs, members, messages, operations
 from chatsvc.keys import DATABASE, EVENTS, LIFECYCLE, METRICS, OPENAPI, SETTINGS, Lifecycle
 from chatsvc.live.frames import SHUTTING_DOWN
 from chatsvc.live.hub import EventHub
@@ -35,6 +35,7 @@ KEY_PURGE_INTERVAL = 3600.0
 ROUTES: openapi.Routes = {
     **chats.ROUTES,
     **messages.ROUTES,
+    **members.ROUTES,
     **chat_events.ROUTES,
     **operations.ROUTES,
     **docs.ROUTES,

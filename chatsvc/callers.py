@@ -25,11 +25,12 @@ from dataclasses import dataclass
 import jwt
 from aiohttp import web
 
+from chatsvc.models import USER_ID_PATTERN
 from chatsvc.problems import Problem
 
 ALGORITHM = "HS256"
 LEEWAY_SECONDS = 30
-_USER_ID = re.compile(r"[!-~]{1,255}")
+_USER_ID = re.compile(USER_ID_PATTERN)
 # Verified tokens kept per process; past it the oldest goes first.
 TOKEN_CACHE_SIZE = 10_000
 

@@ -1,19 +1,21 @@
 """Idempotency-Keys: a keyed create that lost a race runs again, and expired keys are purged.
 
 The keyed statements (sql/chats/create_chat_once.sql,
-sql/messages/create_message_once.sql) store the key in the same statement as
-what it creates. Of two first requests racing with one key, one inserts the
+sql/messages/create_message_once.sql) store the key, its caller's (a user
+id, or '' for the server), in the same statement as what it creates. Of two first requests racing with one key, one inserts the
 key; the other's statement fails on the key's primary key and rolls back
 whole, and run again it finds the winner's key and replays it.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
+import orjson
 
 from chatsvc import queries
 from chatsvc.db import Pool
@@ -26,6 +28,23 @@ PURGE_BATCH = 1000
 
 P = ParamSpec("P")
 C = TypeVar("C", bound=Created | None)
+
+
+def _fingerprint(request: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+# A digest of a request as the statement gets it (trimmed, with what the caller
+# adds: a user's own membership, a user's own authorship), stored with its
+# key: a retry with the same key must match it.
+
+
+def chat_fingerprint(title: str, users: list[str], roles: list[str]) -> str:
+    return _fingerprint({"title": title, "users": users, "roles": roles})
+
+
+def message_fingerprint(text: str, author: str | None) -> str:
+    return _fingerprint({"text": text, "author": author})
 
 
 class KeyReusedWithAnotherBody(Exception):

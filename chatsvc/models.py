@@ -9,7 +9,7 @@ whose schemas are generated from this module.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     StringConstraints,
     WithJsonSchema,
+    field_validator,
 )
 
 
@@ -85,23 +86,80 @@ Text = Annotated[
 ]
 
 
+USER_ID_PATTERN = "^[!-~]{1,255}$"
+MEMBERS_MAX = 100
+
+# A user id: the sub of a user's token, 1 to 255 visible ASCII characters.
+UserId = Annotated[
+    str,
+    StringConstraints(pattern=USER_ID_PATTERN),
+    Field(description="A user id: 1 to 255 visible ASCII characters.", examples=["alice"]),
+]
+Role = Literal["owner", "member"]
+
+
 class RequestBody(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
 
+class MemberSpec(RequestBody):
+    user: UserId
+    role: Role = "member"
+
+
 class ChatCreate(RequestBody):
     title: Title
+    members: list[MemberSpec] = Field(
+        default_factory=list,
+        max_length=MEMBERS_MAX,
+        description="The chat's members, each user at most once. A user who creates a chat is its"
+        " owner whatever this says; a chat the server creates has exactly these members.",
+    )
+
+    @field_validator("members")
+    @classmethod
+    def _each_user_once(cls, members: list[MemberSpec]) -> list[MemberSpec]:
+        users = [member.user for member in members]
+        if len(set(users)) != len(users):
+            raise ValueError("must list each user at most once")
+        return members
 
 
 class MessageCreate(RequestBody):
     text: Text
+    author: UserId | None = Field(
+        None,
+        description="Only the server's: the user the message is from (any user id, member or not);"
+        " null or absent for a message from the application. A user's messages are always theirs:"
+        " for a user this field is ignored.",
+    )
+
+
+class MemberUpdate(RequestBody):
+    role: Role = "member"
 
 
 class Message(BaseModel):
     id: int
     chat_id: int
+    author: str | None = Field(description="Who sent it; null for a message from the application.")
     text: str
     created_at: datetime
+
+
+class Member(BaseModel):
+    user: str
+    role: Role
+    joined_at: datetime
+
+
+class MemberPage(BaseModel):
+    """GET /chats/{chat_id}/members/: one page, by user id (bytewise)."""
+
+    members: list[Member]
+    next_after: str | None = Field(
+        description="Pass as `after` for the next page; null when no member follows."
+    )
 
 
 class Chat(BaseModel):

@@ -23,13 +23,15 @@ from chatsvc.problems import Handler
 
 PROBLEM_JSON = "application/problem+json"
 
-REQUEST_MODELS: tuple[type[BaseModel], ...] = (models.ChatCreate, models.MessageCreate)
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (models.ChatCreate, models.MessageCreate, models.MemberUpdate)
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     models.Chat,
     models.ChatWithMessages,
     models.ChatPage,
     models.Message,
     models.MessagePage,
+    models.Member,
+    models.MemberPage,
     models.Status,
     models.Problem,
     models.ValidationProblem,
@@ -130,6 +132,9 @@ class Operation:
     description: str = ""
     # Protected unless declared otherwise: a new route needs a credential by default.
     access: Access = "bearer"
+    # Other success statuses with the same content: (status, description).
+    also_ok: tuple[tuple[int, str], ...] = ()
+    body_required: bool = True
 
 
 def _link(operation_id: str, **parameters: str) -> dict[str, Any]:
@@ -189,6 +194,8 @@ def _responses(operation: Operation) -> dict[str, Any]:
     if operation.links:
         ok["links"] = dict(operation.links)
     responses: dict[str, Any] = {str(status): ok}
+    for other, other_description in operation.also_ok:
+        responses[str(other)] = {**ok, "description": other_description}
     problems = operation.problems if operation.access == "public" else (401, *operation.problems)
     for problem in sorted(problems):
         model = models.ValidationProblem if problem == 422 else models.Problem
@@ -223,7 +230,7 @@ def _describe(path: str, method: str, operation: Operation) -> dict[str, Any]:
         described["parameters"] = [dict(parameter) for parameter in operation.parameters]
     if operation.body is not None:
         described["requestBody"] = {
-            "required": True,
+            "required": operation.body_required,
             "description": f"JSON, at most {MAX_BODY_BYTES} bytes; unknown fields are ignored.",
             "content": json_content(operation.body),
         }

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from chatsvc import parsing
+from chatsvc.models import USER_ID_PATTERN
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,25 @@ class Cursor:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class UserCursor:
+    """A paging cursor that is a user id (existing or not); 422 otherwise."""
+
+    name: str
+    description: str
+
+    def parse(self, request: web.Request) -> str | None:
+        return parsing.user_cursor(request, self.name)
+
+    def openapi(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "in": "query",
+            "description": self.description,
+            "schema": {"type": "string", "pattern": USER_ID_PATTERN},
+        }
+
+
 CHATS_LIMIT = Limit(default=20)
 CHATS_BEFORE = Cursor("before", "Chats with ids below this one (a chat id, existing or not).")
 CHAT_MESSAGES_LIMIT = Limit(default=20)
@@ -67,14 +87,18 @@ HISTORY_AFTER = Cursor(
     "after", "The oldest messages newer than this id; 0 starts at the beginning (not with `before`)."
 )
 EVENTS_AFTER = Cursor("after", "Resume after this message id.")
+MEMBERS_LIMIT = Limit(default=100)
+MEMBERS_AFTER = UserCursor(
+    "after", "Members whose user id follows this one, bytewise (a user id, existing or not)."
+)
 
 IDEMPOTENCY_KEY: dict[str, Any] = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
     "description": "Makes retries safe: a retry with the same key and body replays the first answer"
-    " (with `Idempotent-Replayed: true`) and stores nothing. Kept at least 24 hours. Chat keys are"
-    " global; message keys belong to their chat.",
+    " (with `Idempotent-Replayed: true`) and stores nothing. Kept at least 24 hours. Keys belong to"
+    " their caller: chat keys per caller, message keys per caller and chat.",
     "schema": {"type": "string", "pattern": parsing.IDEMPOTENCY_KEY_PATTERN, "examples": ["3f1c9a52-send-1"]},
 }
 LAST_EVENT_ID: dict[str, Any] = {

@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from chatsvc.models import USER_ID_PATTERN
 from chatsvc.problems import (
     BadRequest,
     ExpectationFailed,
@@ -32,6 +33,7 @@ _TOO_LARGE = f"The request body is larger than {MAX_BODY_BYTES} bytes."
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() would accept "٣"
 IDEMPOTENCY_KEY_PATTERN = "^[!-~]{1,255}$"  # 1 to 255 visible ASCII characters
 _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+_USER_ID = re.compile(USER_ID_PATTERN)
 
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -113,6 +115,22 @@ def cursor(request: web.Request, name: str) -> int | None:
     return _cursor(request.query.getall(name, []), ["query", name])
 
 
+def user_cursor(request: web.Request, name: str) -> str | None:
+    """A paging cursor from the query that is a user id, existing or not."""
+    raw = _single(request.query.getall(name, []), ["query", name])
+    if raw is not None and not _USER_ID.fullmatch(raw):
+        raise ValidationFailed(
+            [{"loc": ["query", name], "msg": "must be a user id (1 to 255 visible ASCII characters)"}]
+        )
+    return raw
+
+
+def path_user(request: web.Request, name: str) -> str | None:
+    """A user id from the path; None when it is not one (the route answers 404)."""
+    raw = request.match_info[name]
+    return raw if _USER_ID.fullmatch(raw) else None
+
+
 def resume_point(request: web.Request, after: str = "after") -> int | None:
     """Where a resumed event stream picks up: Last-Event-ID, else ?after=, else None (live only).
 
@@ -144,12 +162,17 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-async def json_body(request: web.Request, model: type[Body], arrival_seconds: float) -> Body:
-    """The request body, parsed as strict JSON and validated by model.
+async def json_body(
+    request: web.Request, model: type[Body], arrival_seconds: float, *, optional: bool = False
+) -> Body:
+    """The request body, parsed as strict JSON and validated by model; with optional,
+    a request that has no body at all gets the model's defaults.
 
     A body that has not fully arrived within arrival_seconds is 408: a stalled
     client must not hold the request (and its connection) forever.
     """
+    if optional and not request.body_exists:
+        return model.model_validate({})
     if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
         raise UnsupportedMediaType("Compressed request bodies are not accepted; send identity-encoded JSON.")
     if not _is_json(request.content_type):

@@ -21,8 +21,9 @@ from chatsvc.sql import statement
 CREATE_CHAT = statement("create_chat", ":one")
 CREATE_CHAT_ONCE = statement("create_chat_once", ":one")
 LIST_CHATS = statement("list_chats", ":val")
+LIST_CHATS_OF_USER = statement("list_chats_of_user", ":val")
 GET_CHATS_WITH_LATEST_MESSAGES = statement("get_chats_with_latest_messages", ":many")
-DELETE_CHAT = statement("delete_chat", ":val")
+DELETE_CHAT = statement("delete_chat", ":one")
 CREATE_MESSAGE = statement("create_message", ":one")
 CREATE_MESSAGES = statement("create_messages", ":many")
 CREATE_MESSAGE_ONCE = statement("create_message_once", ":one")
@@ -30,6 +31,9 @@ GET_MESSAGE = statement("get_message", ":val")
 LIST_MESSAGES_BEFORE = statement("list_messages_before", ":val")
 LIST_MESSAGES_AFTER = statement("list_messages_after", ":val")
 LIST_MESSAGE_EVENTS = statement("list_message_events", ":many")
+LIST_MEMBERS = statement("list_members", ":val")
+PUT_MEMBER = statement("put_member", ":one")
+REMOVE_MEMBER = statement("remove_member", ":one")
 GET_LATEST_MESSAGE_ID = statement("get_latest_message_id", ":val")
 WATCH_CHAT = statement("watch_chat", ":val")
 UNWATCH_CHAT = statement("unwatch_chat", ":exec")
@@ -51,21 +55,47 @@ class Created(NamedTuple):
     same_body: bool = True
 
 
+class Members(NamedTuple):
+    """A chat's members as its create statement takes them: users and their roles, in step."""
+
+    users: list[str]
+    roles: list[str]
+
+
+class Refused(NamedTuple):
+    """A statement that did nothing for its caller: their role in the chat (None: not a member)."""
+
+    caller_role: str | None
+
+
+class MemberPut(NamedTuple):
+    json: str  # the member as the API renders it
+    added: bool  # the user was not a member before
+
+
+class Removal(NamedTuple):
+    chat_exists: bool
+    caller_role: str | None  # None: the caller is not a member
+    removed: bool  # the member was there, and the caller could remove them
+
+
 class KeyedResourceGone(Exception):
     """An Idempotency-Key whose chat has been deleted since the first request."""
 
 
-def _created(row: asyncpg.Record, json_column: str, same_body_column: str) -> Created:
-    return Created(row["id"], row[json_column], row["replayed"], row[same_body_column])
+def _created(row: asyncpg.Record, json_column: str) -> Created:
+    return Created(row["id"], row[json_column], row["replayed"], row["same_body"])
 
 
-async def create_chat(db: Pool, title: str) -> Created:
+async def create_chat(db: Pool, title: str, members: Members) -> Created:
     async with db.connection() as conn:
-        row = await conn.fetchrow(CREATE_CHAT, title)
+        row = await conn.fetchrow(CREATE_CHAT, title, members.users, members.roles)
     return Created(row["id"], row["chat"])
 
 
-async def create_chat_once(db: Pool, title: str, key: str) -> Created:
+async def create_chat_once(
+    db: Pool, title: str, members: Members, caller: str, key: str, fingerprint: str
+) -> Created:
     """The chat this Idempotency-Key created, creating it on the key's first use.
 
     Raises KeyedResourceGone when the key's chat has been deleted since, and
@@ -73,98 +103,164 @@ async def create_chat_once(db: Pool, title: str, key: str) -> Created:
     (idempotency.run_keyed runs it again).
     """
     async with db.connection() as conn:
-        row = await conn.fetchrow(CREATE_CHAT_ONCE, title, key)
+        row = await conn.fetchrow(
+            CREATE_CHAT_ONCE, title, members.users, members.roles, caller, key, fingerprint
+        )
     assert row is not None  # the statement returns the created or the recorded chat
     if row["chat"] is None:
         raise KeyedResourceGone(key)
-    return _created(row, "chat", "same_title")
+    return _created(row, "chat")
 
 
 async def list_chats(db: Pool, before: int | None, limit: int) -> str:
-    """A page of chats, newest first, as JSON {chats, next_before}."""
+    """A page of every chat, newest first, as JSON {chats, next_before}."""
     async with db.connection() as conn:
         listing: str = await conn.fetchval(LIST_CHATS, NEWEST if before is None else before, limit)
     return listing
 
 
-async def get_chats_with_latest_messages(
-    conn: asyncpg.Connection, wanted: Sequence[tuple[int, int]]
-) -> dict[tuple[int, int], str | None]:
-    """Each wanted (chat id, message limit) -> the chat with its latest messages as JSON;
-    chats that do not exist are missing. Run for a batch of reads (chatsvc/reads.py)."""
-    rows = await conn.fetch(
-        GET_CHATS_WITH_LATEST_MESSAGES, [chat_id for chat_id, _ in wanted], [limit for _, limit in wanted]
-    )
-    return {(row["chat_id"], row["message_limit"]): row["chat"] for row in rows}
-
-
-async def delete_chat(db: Pool, chat_id: int) -> bool:
-    """Whether the chat existed (its messages went with it)."""
+async def list_chats_of_user(db: Pool, before: int | None, limit: int, user: str) -> str:
+    """A page of the user's chats, newest first, as JSON {chats, next_before}."""
     async with db.connection() as conn:
-        deleted_id = await conn.fetchval(DELETE_CHAT, chat_id)
-    return deleted_id is not None
+        listing: str = await conn.fetchval(
+            LIST_CHATS_OF_USER, NEWEST if before is None else before, limit, user
+        )
+    return listing
+
+
+async def get_chats_with_latest_messages(
+    conn: asyncpg.Connection, wanted: Sequence[tuple[int, int, str | None]], roles: list[str]
+) -> dict[tuple[int, int, str | None], str | None]:
+    """Each wanted (chat id, message limit, caller user) -> the chat with its latest
+    messages as JSON, or None when there is no such chat or the caller may not read it.
+    Run for a batch of reads (chatsvc/reads.py)."""
+    chat_ids, limits, users = zip(*wanted, strict=True)
+    rows = await conn.fetch(GET_CHATS_WITH_LATEST_MESSAGES, chat_ids, limits, users, roles)
+    return {(row["chat_id"], row["message_limit"], row["caller_user"]): row["chat"] for row in rows}
+
+
+async def delete_chat(db: Pool, chat_id: int, user: str | None, roles: list[str]) -> Refused | None:
+    """None when the chat was deleted (its messages went with it); else who was refused."""
+    async with db.connection() as conn:
+        row = await conn.fetchrow(DELETE_CHAT, chat_id, user, roles)
+    return None if row["deleted_id"] is not None else Refused(row["caller_role"])
 
 
 async def create_messages(
-    conn: asyncpg.Connection, chat_ids: Sequence[int], texts: Sequence[str]
+    conn: asyncpg.Connection,
+    chat_ids: Sequence[int],
+    texts: Sequence[str],
+    authors: Sequence[str | None],
+    users: Sequence[str | None],
+    roles: list[str],
 ) -> dict[int, Created | None]:
-    """Stores one message per (chat id, text), in one statement: by each send's
-    position, its Created, or None when another transaction held its chat (the
-    statement skipped it); positions of chats that do not exist are missing.
+    """Stores one message per send (the i-th chat id, text, author and caller user), in
+    one statement: by each send's position, its Created, or None when another
+    transaction held its chat (the statement skipped it); positions of chats that
+    do not exist, or whose caller may not send there, are missing.
     Run for a batch of sends (chatsvc/sends.py)."""
-    rows = await conn.fetch(CREATE_MESSAGES, chat_ids, texts)
+    rows = await conn.fetch(CREATE_MESSAGES, chat_ids, texts, authors, users, roles)
     return {
         row["position"] - 1: None if row["id"] is None else Created(row["id"], row["message"]) for row in rows
     }
 
 
-async def create_message(db: Pool, chat_id: int, text: str) -> Created | None:
-    """The stored message, waiting for the chat's lock; None when the chat does not exist."""
+async def create_message(
+    db: Pool, chat_id: int, text: str, author: str | None, user: str | None, roles: list[str]
+) -> Created | None:
+    """The stored message, waiting for the chat's lock; None when the chat does not
+    exist or the caller may not send there."""
     async with db.connection() as conn:
-        row = await conn.fetchrow(CREATE_MESSAGE, chat_id, text)
+        row = await conn.fetchrow(CREATE_MESSAGE, chat_id, text, author, user, roles)
     return None if row is None else Created(row["id"], row["message"])
 
 
-async def create_message_once(db: Pool, chat_id: int, text: str, key: str) -> Created | None:
-    """The message this Idempotency-Key stored in the chat, storing it on the key's first use.
+async def create_message_once(
+    db: Pool,
+    chat_id: int,
+    text: str,
+    author: str | None,
+    user: str | None,
+    roles: list[str],
+    key: str,
+    fingerprint: str,
+) -> Created | None:
+    """The message this caller's Idempotency-Key stored in the chat, storing it on the
+    key's first use.
 
-    None when the chat does not exist (its keys went with it);
-    asyncpg.UniqueViolationError when a request racing with the same key won.
+    None when the chat does not exist (its keys went with it) or the caller may
+    not send there; asyncpg.UniqueViolationError when a request racing with the
+    same key won.
     """
     async with db.connection() as conn:
-        row = await conn.fetchrow(CREATE_MESSAGE_ONCE, chat_id, text, key)
-    return None if row is None else _created(row, "message", "same_text")
+        row = await conn.fetchrow(CREATE_MESSAGE_ONCE, chat_id, text, author, user, roles, key, fingerprint)
+    return None if row is None else _created(row, "message")
 
 
-async def get_message(db: Pool, chat_id: int, message_id: int) -> str | None:
+async def get_message(
+    db: Pool, chat_id: int, message_id: int, user: str | None, roles: list[str]
+) -> str | None:
     async with db.connection() as conn:
-        message_json: str | None = await conn.fetchval(GET_MESSAGE, chat_id, message_id)
+        message_json: str | None = await conn.fetchval(GET_MESSAGE, chat_id, message_id, user, roles)
     return message_json
 
 
-async def list_messages_before(db: Pool, chat_id: int, before: int | None, limit: int) -> str | None:
+async def list_messages_before(
+    db: Pool, chat_id: int, before: int | None, limit: int, user: str | None, roles: list[str]
+) -> str | None:
     """A page of history going back from before (or from the newest message), as JSON
-    {messages, has_more}; None when there is no such chat."""
+    {messages, has_more}; None when there is no such chat or the caller may not read it."""
     async with db.connection() as conn:
         page: str | None = await conn.fetchval(
-            LIST_MESSAGES_BEFORE, chat_id, NEWEST if before is None else before, limit
+            LIST_MESSAGES_BEFORE, chat_id, NEWEST if before is None else before, limit, user, roles
         )
     return page
 
 
-async def list_messages_after(db: Pool, chat_id: int, after: int, limit: int) -> str | None:
+async def list_messages_after(
+    db: Pool, chat_id: int, after: int, limit: int, user: str | None, roles: list[str]
+) -> str | None:
     """A page of history going forward from after, as JSON {messages, has_more};
-    None when there is no such chat."""
+    None when there is no such chat or the caller may not read it."""
     async with db.connection() as conn:
-        page: str | None = await conn.fetchval(LIST_MESSAGES_AFTER, chat_id, after, limit)
+        page: str | None = await conn.fetchval(LIST_MESSAGES_AFTER, chat_id, after, limit, user, roles)
     return page
 
 
-async def get_latest_message_id(db: Pool, chat_id: int) -> int | None:
-    """The chat's newest message id (0 when it has none); None when there is no such chat."""
+async def get_latest_message_id(db: Pool, chat_id: int, user: str | None, roles: list[str]) -> int | None:
+    """The chat's newest message id (0 when it has none); None when there is no such
+    chat or the caller may not follow it."""
     async with db.connection() as conn:
-        latest: int | None = await conn.fetchval(GET_LATEST_MESSAGE_ID, chat_id)
+        latest: int | None = await conn.fetchval(GET_LATEST_MESSAGE_ID, chat_id, user, roles)
     return latest
+
+
+async def list_members(
+    db: Pool, chat_id: int, after: str, limit: int, user: str | None, roles: list[str]
+) -> str | None:
+    """A page of the chat's members by user id, as JSON {members, next_after}; None when
+    there is no such chat or the caller may not read it."""
+    async with db.connection() as conn:
+        page: str | None = await conn.fetchval(LIST_MEMBERS, chat_id, after, limit, user, roles)
+    return page
+
+
+async def put_member(
+    db: Pool, chat_id: int, member: str, role: str, user: str | None, roles: list[str]
+) -> MemberPut | Refused:
+    """The member added or with its role set; Refused when there is no such chat or the
+    caller may not manage its members."""
+    async with db.connection() as conn:
+        row = await conn.fetchrow(PUT_MEMBER, chat_id, member, role, user, roles)
+    if row["member"] is None:
+        return Refused(row["caller_role"])
+    return MemberPut(row["member"], row["added"])
+
+
+async def remove_member(db: Pool, chat_id: int, member: str, user: str | None, roles: list[str]) -> Removal:
+    async with db.connection() as conn:
+        row = await conn.fetchrow(REMOVE_MEMBER, chat_id, member, user, roles)
+    return Removal(row["chat_exists"], row["caller_role"], row["removed"])
 
 
 async def list_message_events(

@@ -24,8 +24,11 @@ import asyncpg
 from chatsvc import queries
 from chatsvc.batching import Batched
 from chatsvc.db import UNAVAILABLE, Pool
-from chatsvc.idempotency import run_keyed
+from chatsvc.idempotency import message_fingerprint, run_keyed
+from chatsvc.permissions import Action, roles_allowed
 from chatsvc.queries import Created
+
+_SENDERS = roles_allowed(Action.SEND)
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -34,6 +37,8 @@ class _Send:
 
     chat_id: int
     text: str
+    author: str | None
+    user: str | None  # the caller; None: the server
 
 
 class _ChatBusy(Exception):
@@ -43,7 +48,12 @@ class _ChatBusy(Exception):
 async def _store_batch(conn: asyncpg.Connection, sends: Sequence[_Send]) -> dict[_Send, Created | Exception]:
     try:
         stored = await queries.create_messages(
-            conn, [send.chat_id for send in sends], [send.text for send in sends]
+            conn,
+            [send.chat_id for send in sends],
+            [send.text for send in sends],
+            [send.author for send in sends],
+            [send.user for send in sends],
+            _SENDERS,
         )
     except asyncpg.PostgresError as exc:
         if len(sends) == 1 or isinstance(exc, UNAVAILABLE):
@@ -65,15 +75,23 @@ async def _store_batch(conn: asyncpg.Connection, sends: Sequence[_Send]) -> dict
 SENDS = Batched(_store_batch)
 
 
-async def send_message(db: Pool, chat_id: int, text: str) -> Created | None:
-    """The stored message, or None when the chat does not exist (or was just deleted)."""
+async def send_message(
+    db: Pool, chat_id: int, text: str, author: str | None, user: str | None
+) -> Created | None:
+    """The stored message, or None when the chat does not exist (or was just deleted) or
+    the caller (user None: the server) may not send there."""
     try:
-        return await SENDS.run(db, _Send(chat_id, text))
+        return await SENDS.run(db, _Send(chat_id, text, author, user))
     except _ChatBusy:
-        return await queries.create_message(db, chat_id, text)
+        return await queries.create_message(db, chat_id, text, author, user, _SENDERS)
 
 
-async def send_message_once(db: Pool, chat_id: int, text: str, key: str) -> Created | None:
-    """The message this Idempotency-Key stored in the chat, storing it on the key's first use;
-    None when the chat does not exist."""
-    return await run_keyed(queries.create_message_once, db, chat_id, text, key)
+async def send_message_once(
+    db: Pool, chat_id: int, text: str, author: str | None, user: str | None, key: str
+) -> Created | None:
+    """The message this caller's Idempotency-Key stored in the chat, storing it on the
+    key's first use; None when the chat does not exist or the caller may not send there."""
+    digest = message_fingerprint(text, author)
+    return await run_keyed(
+        queries.create_message_once, db, chat_id, text, author, user, _SENDERS, key, digest
+    )

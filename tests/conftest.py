@@ -112,6 +112,12 @@ def aiohttp_client(aiohttp_client: AiohttpClient) -> AiohttpClient:
 
 
 @pytest.fixture
+async def anonymous_client(aiohttp_client: AiohttpClient, settings: Settings) -> Client:
+    """The app, with a client that sends no credential unless a request says so."""
+    return await aiohttp_client(create_app(settings), headers={})
+
+
+@pytest.fixture
 async def empty_client(aiohttp_client: AiohttpClient, empty_database_url: str) -> Client:
     """The app on a database only this test uses."""
     return await aiohttp_client(

@@ -35,7 +35,7 @@ async def chats(pool: Pool) -> list[int]:
 
 
 async def one_by_one(pool: Pool, wanted: list[tuple[int, int]]) -> list[str | None]:
-    return [await reads.read_chat(pool, chat_id, limit) for chat_id, limit in wanted]
+    return [await reads.read_chat(pool, chat_id, limit, None) for chat_id, limit in wanted]
 
 
 async def test_reads_queued_behind_a_busy_connection_join_one_batch_and_get_their_own_answers(
@@ -46,7 +46,7 @@ async def test_reads_queued_behind_a_busy_connection_join_one_batch_and_get_thei
     wanted += wanted[:4]  # the same read twice in one batch
     expected = await one_by_one(pool, wanted)
     held = await pool.acquire()
-    pending = [asyncio.create_task(reads.read_chat(pool, *read)) for read in wanted]
+    pending = [asyncio.create_task(reads.read_chat(pool, *read, None)) for read in wanted]
     await asyncio.sleep(0.05)
     assert pool.waiting == 1  # the batch's runner; every other read joined its batch
     pool.release(held)
@@ -57,7 +57,7 @@ async def test_reads_queued_behind_a_busy_connection_join_one_batch_and_get_thei
 
 
 async def test_a_read_runs_alone_at_once_when_a_connection_is_idle(pool: Pool, chats: list[int]) -> None:
-    read = asyncio.create_task(reads.read_chat(pool, chats[2], 2))
+    read = asyncio.create_task(reads.read_chat(pool, chats[2], 2, None))
     await asyncio.sleep(0)
     assert pool.waiting == 0
     found = await read
@@ -68,7 +68,7 @@ async def test_a_full_batch_starts_another(pool: Pool, chats: list[int]) -> None
     held = await pool.acquire()
     # Distinct keys: the chat at every limit, then more limits than a batch holds.
     wanted = [(chats[2], limit) for limit in range(1, batching.MAX_BATCH + 6)]
-    pending = [asyncio.create_task(reads.read_chat(pool, *read)) for read in wanted]
+    pending = [asyncio.create_task(reads.read_chat(pool, *read, None)) for read in wanted]
     await asyncio.sleep(0.05)
     assert pool.waiting == 1  # the first batch's runner; the second batch waits for its turn
     assert reads.CHAT_READS.collecting(pool) == 5
@@ -84,12 +84,12 @@ async def test_when_the_runner_cannot_get_a_connection_the_whole_batch_is_unavai
 ) -> None:
     pool.acquire_timeout = 0.1
     held = await pool.acquire()
-    pending = [asyncio.create_task(reads.read_chat(pool, chat_id, 5)) for chat_id in chats]
+    pending = [asyncio.create_task(reads.read_chat(pool, chat_id, 5, None)) for chat_id in chats]
     results = await asyncio.gather(*pending, return_exceptions=True)
     assert all(isinstance(result, DatabaseUnavailable) for result in results), results
     pool.release(held)
     pool.acquire_timeout = 2
-    assert await reads.read_chat(pool, chats[0], 5) is not None  # and it recovers
+    assert await reads.read_chat(pool, chats[0], 5, None) is not None  # and it recovers
 
 
 async def test_a_failing_batch_statement_fails_every_read_in_it(
@@ -101,7 +101,7 @@ async def test_a_failing_batch_statement_fails_every_read_in_it(
     pool.release(held)
     await other.execute("LOCK TABLE chats IN ACCESS EXCLUSIVE MODE")
     held = await pool.acquire()
-    pending = [asyncio.create_task(reads.read_chat(pool, chat_id, 5)) for chat_id in chats]
+    pending = [asyncio.create_task(reads.read_chat(pool, chat_id, 5, None)) for chat_id in chats]
     await asyncio.sleep(0.05)
     pool.release(held)
     results = await asyncio.gather(*pending, return_exceptions=True)
@@ -113,7 +113,7 @@ async def fill_in_flight(db: Pool, chat_id: int) -> list[asyncio.Task[str | None
     """MAX_IN_FLIGHT batches, each of one read, each holding a connection (started one by one)."""
     running = []
     for limit in range(1, batching.MAX_IN_FLIGHT + 1):
-        running.append(asyncio.create_task(reads.read_chat(db, chat_id, limit)))
+        running.append(asyncio.create_task(reads.read_chat(db, chat_id, limit, None)))
         for _ in range(500):
             await asyncio.sleep(0.01)
             if db.size - db.idle == limit:
@@ -133,7 +133,7 @@ async def test_at_most_max_in_flight_batches_run_and_the_next_collects_meanwhile
             "LOCK TABLE chats IN ACCESS EXCLUSIVE MODE"
         )  # every read now blocks in its statement
         running = await fill_in_flight(wide, chats[0])
-        queued = [asyncio.create_task(reads.read_chat(wide, chat_id, 5)) for chat_id in chats]
+        queued = [asyncio.create_task(reads.read_chat(wide, chat_id, 5, None)) for chat_id in chats]
         await asyncio.sleep(0.1)
         # The first ones hold a connection each; the rest wait together, holding none.
         assert wide.size - wide.idle == batching.MAX_IN_FLIGHT
@@ -155,7 +155,7 @@ async def test_a_batch_that_waits_for_its_turn_past_the_acquire_timeout_is_unava
         await other.execute("LOCK TABLE chats IN ACCESS EXCLUSIVE MODE")
         running = await fill_in_flight(wide, chats[0])
         with pytest.raises(DatabaseUnavailable):
-            await reads.read_chat(wide, chats[1], 5)
+            await reads.read_chat(wide, chats[1], 5, None)
         await other.execute("ROLLBACK")
         assert all(answer is not None for answer in await asyncio.gather(*running))
     finally:
@@ -177,7 +177,7 @@ async def test_sends_queued_behind_a_busy_connection_join_one_batch_and_each_sto
     empty, missing = chats[0], 2**62
     wanted = [(chats[1], "a"), (empty, "b"), (missing, "c"), (empty, "d"), (empty, "d"), (chats[2], "e")]
     held = await pool.acquire()
-    pending_sends = [asyncio.create_task(sends.send_message(pool, *send)) for send in wanted]
+    pending_sends = [asyncio.create_task(sends.send_message(pool, *send, None, None)) for send in wanted]
     await asyncio.sleep(0.05)
     assert pool.waiting == 1  # the batch's runner; every other send joined its batch
     pool.release(held)
@@ -202,7 +202,9 @@ async def test_a_message_the_database_refuses_fails_alone_and_the_rest_of_its_ba
     try:
         held = await pool.acquire()
         texts = ["before", "refused", "after"]
-        pending_sends = [asyncio.create_task(sends.send_message(pool, chats[0], text)) for text in texts]
+        pending_sends = [
+            asyncio.create_task(sends.send_message(pool, chats[0], text, None, None)) for text in texts
+        ]
         await asyncio.sleep(0.05)
         assert pool.waiting == 1
         pool.release(held)
@@ -220,8 +222,8 @@ async def test_a_send_to_a_chat_held_elsewhere_goes_alone_and_holds_up_nothing_b
     busy, free = chats[0], chats[1]
     await other.execute("SELECT FROM chats WHERE id = $1 FOR UPDATE", busy)  # e.g. a delete in progress
     held = await pool.acquire()
-    waiting = asyncio.create_task(sends.send_message(pool, busy, "waits"))
-    passing = asyncio.create_task(sends.send_message(pool, free, "passes"))
+    waiting = asyncio.create_task(sends.send_message(pool, busy, "waits", None, None))
+    passing = asyncio.create_task(sends.send_message(pool, free, "passes", None, None))
     await asyncio.sleep(0.05)
     assert sends.SENDS.collecting(pool) == 2  # one batch
     pool.release(held)

@@ -128,7 +128,7 @@ async def test_get_chat_returns_the_chat_with_its_messages_oldest_first(client: 
     assert {key: body[key] for key in chat} == chat
     assert body["messages"] == sent
     for message in body["messages"]:
-        assert set(message) == {"id", "chat_id", "text", "created_at"}
+        assert set(message) == {"id", "chat_id", "author", "text", "created_at"}
         parse_time(message["created_at"])
 
 

@@ -183,7 +183,7 @@ async def test_a_stream_resumed_while_a_send_is_in_flight_receives_that_message(
     history read then sees the message (sql/events/watch_chat.sql)."""
     chat = await create_chat(client)
     seen = await send(client, chat["id"], "seen")
-    await other.fetchrow(queries.CREATE_MESSAGES, [chat["id"]], ["in flight"])
+    await other.fetchrow(queries.CREATE_MESSAGES, [chat["id"]], ["in flight"], [None], [None], [])
     opening = await waiting_on_a_lock(
         db,
         open_stream(client, chat["id"], headers={"Last-Event-ID": str(seen["id"])}),
@@ -329,7 +329,7 @@ async def test_a_subscriber_that_falls_behind_is_dropped_without_holding_up_the_
             assert await hub.watch(chat_id)
             received = []
             for n in range(12):
-                await db.fetchrow(queries.CREATE_MESSAGES, [chat_id], [f"m{n}"])
+                await db.fetchrow(queries.CREATE_MESSAGES, [chat_id], [f"m{n}"], [None], [None], [])
                 event = await reading.next(5)
                 assert event is not None
                 received.append(event.message_id)

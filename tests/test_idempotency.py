@@ -16,7 +16,9 @@ from pytest_aiohttp import AiohttpClient
 from chatsvc import app as app_module
 from chatsvc import idempotency, queries
 from chatsvc.app import create_app
+from chatsvc.idempotency import chat_fingerprint, message_fingerprint
 from chatsvc.keys import DATABASE
+from chatsvc.permissions import ROLES as SENDERS
 from chatsvc.settings import Settings
 from tests.api import create_chat, error_locations, problem, raw_exchange, waiting_on_a_lock
 from tests.conftest import Client
@@ -296,7 +298,9 @@ async def test_a_chat_retry_waiting_on_the_first_request_replays_it(
 ) -> None:
     """The racing path: the retry's key insert waits, fails on the key, and runs again."""
     key, title = new_key(), f"held {secrets.token_hex(4)}"
-    first = await other.fetchrow(queries.CREATE_CHAT_ONCE, title, key)
+    first = await other.fetchrow(
+        queries.CREATE_CHAT_ONCE, title, [], [], "", key, chat_fingerprint(title, [], [])
+    )
     retry = await waiting_on_a_lock(db, post_chat(client, key, title))
     await other.execute("COMMIT")
     replayed = await created(await retry, replayed=True)
@@ -309,7 +313,16 @@ async def test_a_message_retry_waiting_on_the_first_request_replays_it(
 ) -> None:
     chat = await create_chat(client)
     key = new_key()
-    first = await other.fetchrow(queries.CREATE_MESSAGE_ONCE, chat["id"], "held", key)
+    first = await other.fetchrow(
+        queries.CREATE_MESSAGE_ONCE,
+        chat["id"],
+        "held",
+        None,
+        None,
+        SENDERS,
+        key,
+        message_fingerprint("held", None),
+    )
     retry = await waiting_on_a_lock(db, post_message(client, chat["id"], key, "held"))
     await other.execute("COMMIT")
     replayed = await created(await retry, replayed=True)
@@ -322,7 +335,16 @@ async def test_a_first_request_that_rolls_back_leaves_the_key_free(
 ) -> None:
     chat = await create_chat(client)
     key = new_key()
-    await other.fetchrow(queries.CREATE_MESSAGE_ONCE, chat["id"], "rolled back", key)
+    await other.fetchrow(
+        queries.CREATE_MESSAGE_ONCE,
+        chat["id"],
+        "rolled back",
+        None,
+        None,
+        SENDERS,
+        key,
+        message_fingerprint("rolled back", None),
+    )
     retry = await waiting_on_a_lock(db, post_message(client, chat["id"], key, "kept"))
     await other.execute("ROLLBACK")
     kept = await created(await retry, replayed=False)

@@ -12,7 +12,14 @@ import pytest
 from chatsvc import migrate
 
 MIGRATIONS = Path(__file__).parents[1] / "migrations"
-TABLES = {"chats", "messages", "chat_idempotency_keys", "message_idempotency_keys", "chat_listeners"}
+TABLES = {
+    "chats",
+    "messages",
+    "chat_members",
+    "chat_idempotency_keys",
+    "message_idempotency_keys",
+    "chat_listeners",
+}
 
 
 def tables(url: str) -> set[str]:
@@ -72,14 +79,15 @@ def test_schema_keys_and_cascade(database_url: str) -> None:
     assert "char_length(title) >= 1" in constraints["chats_title_length"]
     assert "char_length(title) <= 200" in constraints["chats_title_length"]
     assert "char_length(text) <= 5000" in constraints["messages_text_length"]
-    assert not_null == []
+    # The one nullable column: a message from the application has no author.
+    assert not_null == [("messages", "author")]
     # Every key and unique index on messages leads with chat_id (shardable by chat).
     assert message_indexes and all("(chat_id" in indexdef for (indexdef,) in message_indexes)
 
 
 def test_every_reference_to_a_chat_cascades(database_url: str) -> None:
     """Deleting a chat takes with it every row that hangs on it: its messages, its
-    message keys and its listeners' registrations. (Chat keys have no foreign key on
+    members, its message keys and its listeners' registrations. (Chat keys have no foreign key on
     purpose: they outlive their chat, so a retry after a delete is 404.)"""
     with psycopg.connect(database_url) as conn:
         references = conn.execute(
@@ -88,6 +96,7 @@ def test_every_reference_to_a_chat_cascades(database_url: str) -> None:
         ).fetchall()
     assert references == [
         ("chat_listeners", "c"),
+        ("chat_members", "c"),
         ("message_idempotency_keys", "c"),
         ("messages", "c"),
     ]

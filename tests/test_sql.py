@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -18,9 +19,14 @@ HEADER_PARAM = re.compile(r"\$(\d+) \w+ (\w+)(\[\])?")
 
 
 def header_params(stmt: Statement) -> dict[int, str]:
-    source = (Path(__file__).parents[1] / "sql" / stmt.source).read_text()
-    line = next(line for line in source.splitlines() if line.startswith("-- params:"))
-    return {int(n): TYPE_NAMES[type_name] + array for n, type_name, array in HEADER_PARAM.findall(line)}
+    lines = (Path(__file__).parents[1] / "sql" / stmt.source).read_text().splitlines()
+    start = next(n for n, line in enumerate(lines) if line.startswith("-- params:"))
+    # The params line and its continuation lines (indented under it).
+    params = [lines[start], *itertools.takewhile(lambda line: line.startswith("--   "), lines[start + 1 :])]
+    return {
+        int(n): TYPE_NAMES[type_name] + array
+        for n, type_name, array in HEADER_PARAM.findall(" ".join(params))
+    }
 
 
 @pytest.mark.parametrize("stmt", STATEMENTS.values(), ids=STATEMENTS.keys())

@@ -2,8 +2,13 @@
 
 from aiohttp import web
 
-from chatsvc.problems import NotFound
+from chatsvc.callers import CALLER, Caller
 from chatsvc.queries import Created
+
+
+def caller_of(request: web.Request) -> Caller:
+    """Who is calling: set before the handler runs (chatsvc/app.py, authenticated)."""
+    return request[CALLER]
 
 
 def json_response(body: str, status: int = 200) -> web.Response:
@@ -18,7 +23,3 @@ def created_response(created: Created, location: str) -> web.Response:
     if created.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response
-
-
-def chat_not_found(chat_id: int) -> NotFound:
-    return NotFound(f"Chat {chat_id} does not exist.")

@@ -3,8 +3,9 @@
 from aiohttp import web
 
 from chatsvc import models, parameters, queries, reads
-from chatsvc.handlers import chat_not_found, created_response, json_response
-from chatsvc.idempotency import run_keyed
+from chatsvc.callers import Caller
+from chatsvc.handlers import caller_of, created_response, json_response
+from chatsvc.idempotency import chat_fingerprint, run_keyed
 from chatsvc.keys import DATABASE, SETTINGS
 from chatsvc.models import ChatCreate
 from chatsvc.openapi import (
@@ -19,39 +20,66 @@ from chatsvc.openapi import (
 )
 from chatsvc.parameters import CHAT_MESSAGES_LIMIT, CHATS_BEFORE, CHATS_LIMIT, IDEMPOTENCY_KEY
 from chatsvc.parsing import idempotency_key, json_body, path_id
+from chatsvc.permissions import OWNER, Action, chat_not_found, refusal, roles_allowed
+from chatsvc.queries import Members
+
+
+def members_of_new_chat(caller: Caller, body: ChatCreate) -> Members:
+    """The members a new chat starts with: those listed, and a user who creates it as
+    its first owner (whatever role the list gives them)."""
+    listed: list[tuple[str, str]] = [
+        (member.user, member.role) for member in body.members if member.user != caller.user
+    ]
+    if caller.user is not None:
+        listed.insert(0, (caller.user, OWNER))
+    return Members([user for user, _ in listed], [role for _, role in listed])
 
 
 async def create_chat(request: web.Request) -> web.Response:
+    caller = caller_of(request)
     key = idempotency_key(request)
     body = await json_body(request, ChatCreate, request.app[SETTINGS].body_timeout)
+    members = members_of_new_chat(caller, body)
     db = request.app[DATABASE]
     if key is None:
-        chat = await queries.create_chat(db, body.title)
+        chat = await queries.create_chat(db, body.title, members)
     else:
+        digest = chat_fingerprint(body.title, members.users, members.roles)
         # A key whose chat was deleted since: KeyedResourceGone, 404 (chatsvc/errors.py).
-        chat = await run_keyed(queries.create_chat_once, db, body.title, key)
+        chat = await run_keyed(
+            queries.create_chat_once, db, body.title, members, caller.user or "", key, digest
+        )
     return created_response(chat, location=f"/chats/{chat.id}")
 
 
 async def list_chats(request: web.Request) -> web.Response:
+    caller = caller_of(request)
     limit = CHATS_LIMIT.parse(request)
     before = CHATS_BEFORE.parse(request)
-    return json_response(await queries.list_chats(request.app[DATABASE], before, limit))
+    db = request.app[DATABASE]
+    if caller.user is None:
+        return json_response(await queries.list_chats(db, before, limit))
+    return json_response(await queries.list_chats_of_user(db, before, limit, caller.user))
 
 
 async def get_chat(request: web.Request) -> web.Response:
+    caller = caller_of(request)
     chat_id = path_id(request, "chat_id")
     limit = CHAT_MESSAGES_LIMIT.parse(request)
-    chat_json = await reads.read_chat(request.app[DATABASE], chat_id, limit)
+    chat_json = await reads.read_chat(request.app[DATABASE], chat_id, limit, caller.user)
     if chat_json is None:
         raise chat_not_found(chat_id)
     return json_response(chat_json)
 
 
 async def delete_chat(request: web.Request) -> web.Response:
+    caller = caller_of(request)
     chat_id = path_id(request, "chat_id")
-    if not await queries.delete_chat(request.app[DATABASE], chat_id):
-        raise chat_not_found(chat_id)
+    refused = await queries.delete_chat(
+        request.app[DATABASE], chat_id, caller.user, roles_allowed(Action.DELETE_CHAT)
+    )
+    if refused is not None:
+        raise refusal(caller, refused.caller_role, Action.DELETE_CHAT, chat_id)
     return web.Response(status=204)
 
 
@@ -68,6 +96,7 @@ ROUTES: Routes = {
                 ),
                 (422, 503),
                 (parameters.CHATS_LIMIT.openapi(), parameters.CHATS_BEFORE.openapi()),
+                description="For a user, the chats they are a member of; for the server, every chat.",
             ),
         ),
         "POST": Route(
@@ -106,7 +135,7 @@ ROUTES: Routes = {
             Operation(
                 "Delete a chat and all its messages",
                 (204, "Deleted, with its messages.", None),
-                (404, 503),
+                (403, 404, 503),
                 (CHAT_ID,),
             ),
         ),

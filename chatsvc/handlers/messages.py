@@ -3,7 +3,7 @@
 from aiohttp import web
 
 from chatsvc import models, parameters, queries, sends
-from chatsvc.handlers import chat_not_found, created_response, json_response
+from chatsvc.handlers import caller_of, created_response, json_response
 from chatsvc.keys import DATABASE, SETTINGS
 from chatsvc.models import MessageCreate
 from chatsvc.openapi import (
@@ -19,24 +19,31 @@ from chatsvc.openapi import (
 )
 from chatsvc.parameters import HISTORY_AFTER, HISTORY_BEFORE, HISTORY_LIMIT, IDEMPOTENCY_KEY
 from chatsvc.parsing import idempotency_key, json_body, path_id
+from chatsvc.permissions import Action, chat_not_found, roles_allowed
 from chatsvc.problems import NotFound, ValidationFailed
+
+_READERS = roles_allowed(Action.READ)
 
 
 async def create_message(request: web.Request) -> web.Response:
+    caller = caller_of(request)
     chat_id = path_id(request, "chat_id")
     key = idempotency_key(request)
     body = await json_body(request, MessageCreate, request.app[SETTINGS].body_timeout)
+    # A user's message is always theirs; the server may name any user, or none.
+    author = body.author if caller.user is None else caller.user
     db = request.app[DATABASE]
     if key is None:
-        message = await sends.send_message(db, chat_id, body.text)
+        message = await sends.send_message(db, chat_id, body.text, author, caller.user)
     else:
-        message = await sends.send_message_once(db, chat_id, body.text, key)
+        message = await sends.send_message_once(db, chat_id, body.text, author, caller.user, key)
     if message is None:
         raise chat_not_found(chat_id)
     return created_response(message, location=f"/chats/{chat_id}/messages/{message.id}")
 
 
 async def list_messages(request: web.Request) -> web.Response:
+    caller = caller_of(request)
     chat_id = path_id(request, "chat_id")
     limit = HISTORY_LIMIT.parse(request)
     before, after = HISTORY_BEFORE.parse(request), HISTORY_AFTER.parse(request)
@@ -47,18 +54,22 @@ async def list_messages(request: web.Request) -> web.Response:
         )
     db = request.app[DATABASE]
     if after is not None:
-        page = await queries.list_messages_after(db, chat_id, after, limit)
+        page = await queries.list_messages_after(db, chat_id, after, limit, caller.user, _READERS)
     else:
-        page = await queries.list_messages_before(db, chat_id, before, limit)
+        page = await queries.list_messages_before(db, chat_id, before, limit, caller.user, _READERS)
     if page is None:
         raise chat_not_found(chat_id)
     return json_response(page)
 
 
 async def get_message(request: web.Request) -> web.Response:
+    caller = caller_of(request)
     chat_id, message_id = path_id(request, "chat_id"), path_id(request, "message_id")
-    message_json = await queries.get_message(request.app[DATABASE], chat_id, message_id)
+    message_json = await queries.get_message(
+        request.app[DATABASE], chat_id, message_id, caller.user, _READERS
+    )
     if message_json is None:
+        # The same answer whether the chat is missing, or the caller is not its member.
         raise NotFound(f"Chat {chat_id} holds no message {message_id}.")
     return json_response(message_json)
 

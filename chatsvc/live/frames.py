@@ -21,6 +21,8 @@ class Event:
     frame: bytes
     message_id: int = 0  # 0 for frames that are not messages
     final: bool = False  # the stream ends after this frame
+    # Set for a member's removal: the frame ends only that user's streams on the chat.
+    user: str | None = None
 
 
 def message_event(message_id: int, message_json: str) -> Event:
@@ -29,6 +31,11 @@ def message_event(message_id: int, message_json: str) -> Event:
 
 def chat_deleted_event(chat_id: int) -> Event:
     return Event(b'event: chat_deleted\ndata: {"chat_id":%d}\n\n' % chat_id, final=True)
+
+
+def member_removed_event(user: str) -> Event:
+    """Ends a removed member's streams: a comment, and the end (reconnecting gets 404)."""
+    return Event(b": you are no longer a member of this chat\n\n", final=True, user=user)
 
 
 def _ending(reason: str) -> Event:

@@ -48,8 +48,9 @@ class TooManySubscribers(Exception):
 class Subscription:
     """One stream's pending events, bounded; the stream's writer takes them in order."""
 
-    def __init__(self, chat_id: int, backlog: int = SUBSCRIBER_BACKLOG) -> None:
+    def __init__(self, chat_id: int, user: str | None = None, backlog: int = SUBSCRIBER_BACKLOG) -> None:
         self.chat_id = chat_id
+        self.user = user  # who follows (None: the server); a removed member's stream ends
         self._backlog = backlog
         self._pending: deque[Event] = deque()
         self._wakeup = asyncio.Event()
@@ -133,7 +134,7 @@ class EventHub:
         self._notifications.clear()
 
     @contextlib.contextmanager
-    def subscribe(self, chat_id: int) -> Iterator[Subscription]:
+    def subscribe(self, chat_id: int, user: str | None = None) -> Iterator[Subscription]:
         """A subscription to the chat's live events for the duration of the block.
 
         Subscribe before reading the chat's history: every message committed
@@ -143,7 +144,7 @@ class EventHub:
             raise DatabaseUnavailable("not listening for events")
         if self.subscriber_count >= self._max_subscribers:
             raise TooManySubscribers
-        subscription = Subscription(chat_id, self._backlog)
+        subscription = Subscription(chat_id, user, self._backlog)
         self._subscriptions.setdefault(chat_id, set()).add(subscription)
         self.subscriber_count += 1
         try:
@@ -236,7 +237,11 @@ class EventHub:
         if parsed is None:
             return
         chat_id, event = parsed
-        if event.final:  # the chat was deleted: its streams end, its registration went with it
+        if event.user is not None:  # a member was removed: their streams on the chat end
+            for subscription in self._subscriptions.get(chat_id, ()):
+                if subscription.user == event.user:
+                    subscription.end(event)
+        elif event.final:  # the chat was deleted: its streams end, its registration went with it
             self._watched.discard(chat_id)
             for subscription in self._subscriptions.pop(chat_id, ()):
                 subscription.end(event)

@@ -2,6 +2,7 @@
 
     message <chat_id> <message_id> <part>/<parts> <piece of the Message JSON>
     chat_deleted <chat_id>
+    member_removed <chat_id> <user_id>      (migrations/0005.members-and-authors.sql)
 
 A Message JSON longer than one notification (NOTIFY's 8000 bytes) comes in
 consecutive pieces, reassembled here.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from chatsvc.live.frames import Event, chat_deleted_event, message_event
+from chatsvc.live.frames import Event, chat_deleted_event, member_removed_event, message_event
 
 CHANNEL = "chatsvc_events"  # the triggers' channel
 
@@ -33,6 +34,9 @@ class Notifications:
         if kind == "chat_deleted":
             chat_id = int(rest)
             return chat_id, chat_deleted_event(chat_id)
+        if kind == "member_removed":
+            chat, user = rest.split(" ", 1)
+            return int(chat), member_removed_event(user)
         if kind != "message":
             raise ValueError(kind)
         chat, message, part, piece = rest.split(" ", 3)

@@ -1,8 +1,8 @@
 -- name: list_chats :val
--- serves: GET /chats
--- One page of chats, newest first: the $2 newest chats with id < $1, rendered
--- as the JSON the API answers with. next_before is the page's oldest id when
--- an older chat exists, else null. Reads at most $2 + 1 index entries however
+-- serves: GET /chats (the server)
+-- The server's listing: one page of every chat, newest first, the $2 newest
+-- chats with id < $1, rendered as the JSON the API answers with.
+-- next_before is the page's oldest id when an older chat exists, else null. Reads at most $2 + 1 index entries however
 -- deep the page lies: keyset paging, never OFFSET.
 -- params: $1 before bigint (exclusive; the first page passes 9223372036854775807), $2 chat_limit bigint (1 to 100)
 -- returns: json {chats: [{id, title, created_at}], next_before: id or null}

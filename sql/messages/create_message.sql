@@ -1,25 +1,34 @@
 -- name: create_message :one
 -- serves: POST /chats/{chat_id}/messages (a send whose chat a batch found busy)
 -- Stores a message in a chat and renders it as the JSON the API answers with
--- (the column names of the inner SELECT are the JSON keys).
+-- (the column names of the inner SELECT are the JSON keys), when the caller
+-- may send there: the server, or a member in a role of $5 (chatsvc/permissions.py).
 -- Locking the chat's row first serialises the sends of one chat: each draws
 -- its id only after the previous send committed, so ids increase in the order
 -- messages become visible. A chat deleted before or during the send yields no
 -- row (-> 404): DELETE takes a conflicting lock, and once it commits the
 -- locked row is gone, so the INSERT selects nothing.
--- params: $1 chat_id bigint, $2 text text (trimmed, 1 to 5000 code points)
--- returns: id bigint, message json {id, chat_id, text, created_at},
---          or no row when the chat does not exist
--- uses: chats_pkey; messages_pkey
+-- params: $1 chat_id bigint, $2 text text (trimmed, 1 to 5000 code points),
+--         $3 author text (null: from the application), $4 caller_user text (null for the server),
+--         $5 roles text[] (member roles allowed to send)
+-- returns: id bigint, message json {id, chat_id, author, text, created_at},
+--          or no row when the chat does not exist or the caller may not send there
+-- uses: chats_pkey; chat_members_pkey; messages_pkey
 WITH chat AS (
     SELECT id
     FROM chats
     WHERE id = $1
+        AND (
+            $4::text IS NULL
+            OR (
+                SELECT role FROM chat_members WHERE chat_id = $1 AND user_id = $4
+            ) = ANY ($5::text[])
+        )
     FOR NO KEY UPDATE
 )
-INSERT INTO messages (chat_id, text)
-SELECT chat.id, $2
+INSERT INTO messages (chat_id, author, text)
+SELECT chat.id, $3, $2
 FROM chat
 RETURNING
     id,
-    (SELECT to_json(message) FROM (SELECT id, chat_id, text, created_at) AS message) AS message;
+    (SELECT to_json(message) FROM (SELECT id, chat_id, author, text, created_at) AS message) AS message;

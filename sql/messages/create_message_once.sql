@@ -1,46 +1,62 @@
 -- name: create_message_once :one
 -- serves: POST /chats/{chat_id}/messages (with an Idempotency-Key)
 -- POST /chats/{id}/messages/ with an Idempotency-Key: stores the message and
--- records the key (scoped to the chat) in one statement or, when the key is
--- already recorded in this chat, stores nothing and returns the message the
--- key stored. Locks the chat's row first, like create_message.sql, so sends
--- stay ordered and a deleted chat yields no row (-> 404); its keys went with it.
+-- records the key (the caller's, in the chat) in one statement or, when this
+-- caller recorded the key in this chat already, stores nothing and returns
+-- the message the key stored. Keys belong to their caller: a user id, or ''
+-- for the server. Only for a caller who may send there, as create_message.sql,
+-- whose chat lock it takes too, so sends stay ordered and a deleted chat
+-- yields no row (-> 404); its keys went with it.
 -- Two first requests racing with one key: the second one's key insert fails
 -- on message_idempotency_keys_pkey and its message is rolled back with it;
--- the caller runs the statement again and now finds the key (chatsvc/queries.py).
--- params: $1 chat_id bigint, $2 text text (trimmed, 1 to 5000 code points), $3 key text (1 to 255 visible ASCII characters)
--- returns: id bigint (the message's), replayed bool, same_text bool (the
---          retry's text equals the stored one), message json
---          {id, chat_id, text, created_at}; no row when the chat does not exist
--- uses: chats_pkey; message_idempotency_keys_pkey; messages_pkey
+-- the caller runs the statement again and now finds the key (chatsvc/idempotency.py).
+-- params: $1 chat_id bigint, $2 text text (trimmed, 1 to 5000 code points),
+--         $3 author text (null: from the application), $4 caller_user text (null for the server),
+--         $5 roles text[] (member roles allowed to send), $6 key text (1 to 255 visible ASCII characters),
+--         $7 fingerprint text (digest of the request as validated)
+-- returns: id bigint (the message's), replayed bool, same_body bool (the
+--          retry's body equals the first one's; for keys recorded without a
+--          fingerprint, its text equals the stored one), message json
+--          {id, chat_id, author, text, created_at}; no row when the chat does
+--          not exist or the caller may not send there
+-- uses: chats_pkey; chat_members_pkey; message_idempotency_keys_pkey (chat_id, caller, key); messages_pkey
 WITH chat AS (
     SELECT id
     FROM chats
     WHERE id = $1
+        AND (
+            $4::text IS NULL
+            OR (
+                SELECT role FROM chat_members WHERE chat_id = $1 AND user_id = $4
+            ) = ANY ($5::text[])
+        )
     FOR NO KEY UPDATE
 ),
 earlier AS (
-    SELECT message.id, message.text = $2 AS same_text, to_json(message) AS message
+    SELECT
+        message.id,
+        coalesce(key_row.fingerprint = $7, message.text = $2) AS same_body,
+        to_json(message) AS message
     FROM chat
     JOIN message_idempotency_keys AS key_row ON key_row.chat_id = chat.id
     JOIN LATERAL (
-        SELECT id, chat_id, text, created_at
+        SELECT id, chat_id, author, text, created_at
         FROM messages
         WHERE chat_id = key_row.chat_id AND id = key_row.message_id
     ) AS message ON true
-    WHERE key_row.key = $3
+    WHERE key_row.caller = coalesce($4, '') AND key_row.key = $6
 ),
 created AS (
-    INSERT INTO messages (chat_id, text)
-    SELECT chat.id, $2
+    INSERT INTO messages (chat_id, author, text)
+    SELECT chat.id, $3, $2
     FROM chat
     WHERE NOT EXISTS (SELECT FROM earlier)
-    RETURNING id, chat_id, text, created_at
+    RETURNING id, chat_id, author, text, created_at
 ),
 recorded AS (
-    INSERT INTO message_idempotency_keys (chat_id, key, message_id)
-    SELECT chat_id, $3, id FROM created
+    INSERT INTO message_idempotency_keys (chat_id, caller, key, message_id, fingerprint)
+    SELECT chat_id, coalesce($4, ''), $6, id, $7 FROM created
 )
-SELECT id, false AS replayed, true AS same_text, to_json(created) AS message FROM created
+SELECT id, false AS replayed, true AS same_body, to_json(created) AS message FROM created
 UNION ALL
-SELECT id, true, same_text, message FROM earlier;
+SELECT id, true, same_body, message FROM earlier;
