@@ -13,7 +13,6 @@ scenario's requests/s per round and the medians. Run by hand, never by tests.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -55,12 +54,7 @@ def main() -> None:
                 port = bench.free_port()
                 # The tree's own package: first on the path, and the working directory
                 # (python -m puts it first) is the tree itself.
-                env = {
-                    **os.environ,
-                    "DATABASE_URL": url,
-                    "CHATSVC_LOG_LEVEL": "WARNING",
-                    "PYTHONPATH": str(tree),
-                }
+                env = {**bench.service_env(url), "PYTHONPATH": str(tree)}
                 command = [sys.executable, "-m", "chatsvc", "serve", "--port", str(port)]
                 with bench.process(command, env, port, cwd=tree):
                     for scenario in SCENARIOS:

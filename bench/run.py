@@ -9,6 +9,12 @@ and prints a table (requests/s, p50, p99, errors), written as JSON too.
 Everything runs --runs times on the same data; the table holds the medians,
 and each ratio is the median of the ratios measured within one run.
 
+Every request carries a credential, as deployed: user tokens (BENCH_USERS
+users, members of every prefilled chat) for reads, sends and creates, the
+server key for deletes and the SSE streams. get_chat and post_message also run
+against a process with CHATSVC_AUTH=off, in the same run, for what checking
+costs. The per-user write limit is on, at a rate no bench user reaches.
+
 Ceilings, measured in the same run: a bare aiohttp handler answering a
 constant body as large as a get_chat answer (what the HTTP stack can do at
 all), and pgbench running the get_chat SQL file with the same concurrency
@@ -41,6 +47,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
+import jwt
 import psycopg
 
 from chatsvc import migrate
@@ -56,6 +63,10 @@ BIG = 1_000_000  # messages in the one big chat
 # More of the small ones: at a few milliseconds each, three were too noisy.
 DELETES = {10_000: 9, 100_000: 3}
 SUBSCRIBERS = 1_000  # SSE streams on one chat, spread over two service processes
+BENCH_USERS = 32  # users with a token each, members of every prefilled chat
+SERVER_KEY = "bench-server-key-0123456789abcdefghijklmnopqrstuvwxyz"
+JWT_SECRET = "bench-token-secret-0123456789abcdefghijklmnopqrstuvwxyz"
+SERVER = {"Authorization": f"Bearer {SERVER_KEY}"}
 SSE_MESSAGES = 50  # messages sent, one every 20 ms, while they listen
 
 
@@ -64,6 +75,8 @@ SSE_MESSAGES = 50  # messages sent, one every 20 ms, while they listen
 TARGETS: dict[str, tuple[str, float]] = {
     "get_chat / ceiling_http": (">=", 0.30),
     "post_message / ceiling_http": (">=", 0.20),
+    "get_chat / get_chat_auth_off": (">=", 0.85),  # what checking credentials costs
+    "post_message / post_message_auth_off": (">=", 0.85),
     "get_chat_big / get_chat": (">=", 0.90),
     "history_deep / history": (">=", 0.90),
     "get_chat p99 / p50": ("<=", 4),
@@ -76,6 +89,35 @@ TARGETS: dict[str, tuple[str, float]] = {
     "errors, all scenarios": ("<=", 0),
     "soak: RSS change after the first minute, %": ("<=", 10),  # either way: the absolute value
 }
+
+
+def _tokens() -> str:
+    """The bench users' tokens, comma-separated, valid for a day."""
+    expires = int(time.time()) + 86_400
+    return ",".join(
+        jwt.encode({"sub": f"bench-{n}", "exp": expires}, JWT_SECRET, algorithm="HS256")
+        for n in range(BENCH_USERS)
+    )
+
+
+TOKENS = _tokens()
+
+
+def service_env(url: str, *, auth: bool = True) -> dict[str, str]:
+    """The environment of a `chatsvc serve` under test: credentials on (or off), and a
+    write limit no bench user reaches, so its cost is measured but it refuses nothing."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "CHATSVC_LOG_LEVEL": "WARNING",
+        "CHATSVC_SERVER_KEYS": SERVER_KEY,
+        "CHATSVC_JWT_SECRETS": JWT_SECRET,
+        "CHATSVC_USER_WRITE_RATE": "1000000",
+        "CHATSVC_USER_WRITE_BURST": "1000000",
+    }
+    if not auth:
+        env["CHATSVC_AUTH"] = "off"
+    return env
 
 
 def free_port() -> int:
@@ -129,6 +171,12 @@ def prefill(url: str, runs: int) -> tuple[dict[str, int], dict[int, list[int]]]:
                 (doomed, size),
             )
             deletable[size] = doomed
+        # Every bench user is a member of every chat the scenarios use.
+        conn.execute(
+            "INSERT INTO chat_members (chat_id, user_id)"
+            " SELECT c, 'bench-' || n FROM unnest(%s::bigint[]) AS c, generate_series(0, %s) AS n",
+            ([*chat_ids, big], BENCH_USERS - 1),
+        )
         conn.execute("VACUUM ANALYZE")
         conn.execute("CHECKPOINT")  # the prefill's writes flushed now, not during the first scenario
     # Pages deep in the big chat: its middle half.
@@ -165,7 +213,7 @@ def process(
 def wrk(
     binary: str, base: str, scenario: str, data: dict[str, int], args: argparse.Namespace
 ) -> dict[str, Any]:
-    env = {**os.environ, **{k: str(v) for k, v in data.items()},
+    env = {**os.environ, **{k: str(v) for k, v in data.items()}, "TOKENS": TOKENS,
            "SCENARIO": scenario, "REPORT_LUA": str(HERE / "wrk" / "report.lua")}  # fmt: skip
     result = subprocess.run(
         [binary, "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
@@ -187,6 +235,8 @@ def pgbench(
         STATEMENTS["get_chats_with_latest_messages"]
         .text.replace("$1::bigint[]", "ARRAY[:chat_id]::bigint[]")
         .replace("$2::bigint[]", "ARRAY[20]::bigint[]")
+        .replace("$3::text[]", "ARRAY['bench-0']::text[]")  # a user, as the service's reads are
+        .replace("$4::text[]", "ARRAY['owner', 'member']::text[]")
     )
     script = work / "get_chat.pgbench"
     script.write_text(f"\\set chat_id random({data['CHATS_FIRST']}, {data['CHATS_LAST']})\n{text}\n")
@@ -220,7 +270,7 @@ def delete_chat(base: str, url: str, deletable: dict[int, list[int]]) -> dict[st
         for size, chats in deletable.items():
             if turn >= len(chats):
                 continue
-            request = urllib.request.Request(f"{base}/chats/{chats[turn]}", method="DELETE")
+            request = urllib.request.Request(f"{base}/chats/{chats[turn]}", method="DELETE", headers=SERVER)
             started = time.perf_counter()
             with urllib.request.urlopen(request) as response:
                 assert response.status == 204
@@ -260,12 +310,15 @@ async def sse_delivery(bases: list[str], chat_id: int) -> dict[str, Any]:
     for n in range(SUBSCRIBERS):
         address = urlsplit(bases[n % len(bases)])
         transport, stream = await loop.create_connection(_TimedStream, "127.0.0.1", address.port or 80)
-        transport.write(f"GET /chats/{chat_id}/events HTTP/1.1\r\nHost: {address.netloc}\r\n\r\n".encode())
+        transport.write(
+            f"GET /chats/{chat_id}/events HTTP/1.1\r\nHost: {address.netloc}\r\n"
+            f"Authorization: Bearer {SERVER_KEY}\r\n\r\n".encode()
+        )
         transports.append(transport)
         streams.append(stream)
     await asyncio.sleep(1.0)  # every stream subscribed (its opening frame has arrived)
     acknowledged: dict[int, float] = {}
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=SERVER) as session:
         for n in range(SSE_MESSAGES):
             async with session.post(
                 f"{bases[0]}/chats/{chat_id}/messages/", json={"text": f"live {n}"}
@@ -297,7 +350,7 @@ def rss_mib(pid: int) -> float:
 
 def soak(binary: str, base: str, pid: int, data: dict[str, int], seconds: int) -> dict[str, Any]:
     """The mixed scenario for seconds while the service's RSS is sampled every 10 s."""
-    env = {**os.environ, **{k: str(v) for k, v in data.items()},
+    env = {**os.environ, **{k: str(v) for k, v in data.items()}, "TOKENS": TOKENS,
            "SCENARIO": "mixed", "REPORT_LUA": str(HERE / "wrk" / "report.lua")}  # fmt: skip
     load = subprocess.Popen(
         [binary, "-t2", "-c32", f"-d{seconds}s", "-s", str(HERE / "wrk" / "scenarios.lua"), base],
@@ -322,11 +375,13 @@ def one_run(
     """Every scenario and both ceilings, once: ratios are only compared within a run."""
     results: dict[str, dict[str, Any]] = {}
     port, second_port = free_port(), free_port()
-    env = {**os.environ, "DATABASE_URL": url, "CHATSVC_LOG_LEVEL": "WARNING"}
+    env = service_env(url)
     base = f"http://127.0.0.1:{port}"
     serve = [sys.executable, "-m", "chatsvc", "serve"]
     with process([*serve, "--port", str(port)], env, port):
-        sample = urllib.request.urlopen(f"{base}/chats/{data['CHATS_FIRST']}?limit=20").read()
+        sample = urllib.request.urlopen(
+            urllib.request.Request(f"{base}/chats/{data['CHATS_FIRST']}?limit=20", headers=SERVER)
+        ).read()
         for scenario in SCENARIOS:
             print(f"{scenario} ...", file=sys.stderr)
             results[scenario] = wrk(binary, base, scenario, data, args)
@@ -335,13 +390,17 @@ def one_run(
         with process([*serve, "--port", str(second_port)], env, second_port):
             print(f"sse: {SUBSCRIBERS} subscribers on two processes ...", file=sys.stderr)
             chat = json.loads(urllib.request.urlopen(urllib.request.Request(
-                f"{base}/chats/", data=b'{"title": "live"}', headers={"Content-Type": "application/json"}
+                f"{base}/chats/", data=b'{"title": "live"}', headers={"Content-Type": "application/json", **SERVER}
             )).read())  # fmt: skip
             sse = asyncio.run(sse_delivery([base, f"http://127.0.0.1:{second_port}"], chat["id"]))
     with process([*serve, "--port", str(port), "--workers", "2"], env, port):
         for scenario in ("get_chat", "post_message"):
             print(f"{scenario}, 2 workers ...", file=sys.stderr)
             results[f"{scenario}_workers2"] = wrk(binary, base, scenario, data, args)
+    with process([*serve, "--port", str(port)], service_env(url, auth=False), port):
+        for scenario in ("get_chat", "post_message"):
+            print(f"{scenario}, CHATSVC_AUTH=off ...", file=sys.stderr)
+            results[f"{scenario}_auth_off"] = wrk(binary, base, scenario, data, args)
     body = work / "body.json"
     body.write_bytes(sample)
     ceiling_port = free_port()
@@ -364,6 +423,10 @@ def ratios(results: dict[str, dict[str, Any]], deletes: dict[str, float]) -> dic
         "get_chat_workers2 / ceiling_http": results["get_chat_workers2"]["rps"] / http,
         "post_message_workers2 / ceiling_http": results["post_message_workers2"]["rps"] / http,
         "get_chat / ceiling_pgbench": results["get_chat"]["rps"] / results["ceiling_pgbench"]["rps"],
+        "get_chat / get_chat_auth_off": results["get_chat"]["rps"] / results["get_chat_auth_off"]["rps"],
+        "post_message / post_message_auth_off": (
+            results["post_message"]["rps"] / results["post_message_auth_off"]["rps"]
+        ),
         "get_chat_big / get_chat": results["get_chat_big"]["rps"] / results["get_chat"]["rps"],
         "history_deep / history": results["history_deep"]["rps"] / results["history"]["rps"],
         "delete 100k / delete 10k": deletes["100000_messages_ms"] / deletes["10000_messages_ms"],
@@ -450,7 +513,7 @@ def main() -> None:
             runs.append(one_run(binary, url, data, this_run, args, work))
         if args.soak:
             port = free_port()
-            env = {**os.environ, "DATABASE_URL": url, "CHATSVC_LOG_LEVEL": "WARNING"}
+            env = service_env(url)
             with process(
                 [sys.executable, "-m", "chatsvc", "serve", "--port", str(port)], env, port
             ) as service:

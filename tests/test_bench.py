@@ -28,7 +28,15 @@ def bench() -> ModuleType:
 def a_run(rps: float, p50: float, p99: float) -> dict[str, Any]:
     """One run's measurements as the benchmark records them, every scenario alike."""
     run = bench()
-    names = [*run.SCENARIOS, "get_chat_workers2", "post_message_workers2", "ceiling_http", "ceiling_pgbench"]
+    names = [
+        *run.SCENARIOS,
+        "get_chat_workers2",
+        "post_message_workers2",
+        "get_chat_auth_off",
+        "post_message_auth_off",
+        "ceiling_http",
+        "ceiling_pgbench",
+    ]
     results = {name: {"rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": 0} for name in names}
     results["ceiling_http"]["rps"] = rps * 3
     deletes = {"10000_messages_ms": 5.0, "100000_messages_ms": 45.0}
