@@ -266,8 +266,10 @@ def build(routes: Routes) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "chatsvc",
-            "version": "2",
-            "description": "Chats and their messages: create, send, read, page, follow live, delete."
+            "version": "3",
+            "description": "Chats and their messages: create, send, read, page, follow live, delete;"
+            " members and who may do what. Every route but the operations ones needs"
+            " `Authorization: Bearer` with a server key or a user token (Authorize, above)."
             " Every route also answers with or without a trailing slash, every GET also answers"
             " HEAD (its headers, no body), and every error is application/problem+json (RFC 9457).",
         },

@@ -8,8 +8,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from pytest_aiohttp import AiohttpClient
 
 from chatsvc import migrate
+from chatsvc.app import create_app
+from chatsvc.settings import Settings
+from tests.credentials import CREDENTIALS
 
 MIGRATIONS = Path(__file__).parents[1] / "migrations"
 TABLES = {
@@ -126,3 +130,45 @@ def test_message_text_limit_is_enforced_by_the_database(database_url: str) -> No
         conn.execute("INSERT INTO messages (chat_id, text) VALUES (%s, repeat('é', 5000))", (chat_id,))
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute("INSERT INTO messages (chat_id, text) VALUES (%s, repeat('é', 5001))", (chat_id,))
+
+
+async def test_v2_data_keeps_working_for_the_server_after_the_members_migration(
+    make_migrated_database: Callable[[], str], aiohttp_client: AiohttpClient
+) -> None:
+    """Rows written by v2 (migrations up to 0004), then 0005 and later applied: the
+    chat has no members, its message no author, and v2's keys still replay."""
+    url = make_migrated_database()
+    after_v2 = len(migrate.shipped()) - 4
+    assert migrate.rollback(url, after_v2) == after_v2
+    with psycopg.connect(url, autocommit=True) as conn:
+        (chat_id,) = conn.execute("INSERT INTO chats (title) VALUES ('v2 chat') RETURNING id").fetchone() or (
+            0,
+        )
+        (message_id,) = conn.execute(
+            "INSERT INTO messages (chat_id, text) VALUES (%s, 'v2 text') RETURNING id", (chat_id,)
+        ).fetchone() or (0,)
+        conn.execute(
+            "INSERT INTO chat_idempotency_keys (key, chat_id) VALUES ('v2-chat-key', %s)", (chat_id,)
+        )
+        conn.execute(
+            "INSERT INTO message_idempotency_keys (chat_id, key, message_id) VALUES (%s, 'v2-message-key', %s)",
+            (chat_id, message_id),
+        )
+    assert migrate.apply(url) == after_v2
+    client = await aiohttp_client(create_app(Settings(**CREDENTIALS, database_url=url)))
+    chat = await (await client.get(f"/chats/{chat_id}")).json()
+    assert [(m["id"], m["author"], m["text"]) for m in chat["messages"]] == [(message_id, None, "v2 text")]
+    members = await (await client.get(f"/chats/{chat_id}/members/")).json()
+    assert members == {"members": [], "next_after": None}
+    replayed = await client.post(
+        "/chats/", json={"title": "v2 chat"}, headers={"Idempotency-Key": "v2-chat-key"}
+    )
+    assert replayed.headers.get("Idempotent-Replayed") == "true" and (await replayed.json())["id"] == chat_id
+    other = await client.post(
+        "/chats/", json={"title": "another"}, headers={"Idempotency-Key": "v2-chat-key"}
+    )
+    assert other.status == 422
+    sent = await client.post(
+        f"/chats/{chat_id}/messages/", json={"text": "v2 text"}, headers={"Idempotency-Key": "v2-message-key"}
+    )
+    assert sent.headers.get("Idempotent-Replayed") == "true" and (await sent.json())["id"] == message_id

@@ -1,8 +1,10 @@
 """Live chat events: one LISTEN connection per process, fanned out to subscribers.
 
-PostgreSQL announces every committed message and every deleted chat on
-CHANNEL (migrations/0003.notify-chat-events.sql), so a send through any
-service process reaches the subscribers of every process. Each process holds
+PostgreSQL announces every committed message, every deleted chat and every
+removed member on CHANNEL (migrations/0003.notify-chat-events.sql,
+0005.members-and-authors.sql), so a send through any service process reaches
+the subscribers of every process, and a removed member's streams end on
+every process. Each process holds
 one listening connection, whatever its number of subscribers, and encodes
 each event once for all of them.
 
