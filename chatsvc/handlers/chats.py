@@ -137,6 +137,7 @@ ROUTES: Routes = {
                 (204, "Deleted, with its messages.", None),
                 (403, 404, 503),
                 (CHAT_ID,),
+                description="Its owners and the server may; a member gets 403, anyone else 404.",
             ),
         ),
     },
