@@ -12,7 +12,14 @@ import pytest
 from chatsvc import migrate
 
 MIGRATIONS = Path(__file__).parents[1] / "migrations"
-TABLES = {"chats", "messages", "chat_idempotency_keys", "message_idempotency_keys", "chat_listeners"}
+TABLES = {
+    "chats",
+    "messages",
+    "chat_idempotency_keys",
+    "message_idempotency_keys",
+    "chat_listeners",
+    "user_write_buckets",
+}
 
 
 def tables(url: str) -> set[str]:
