@@ -82,6 +82,15 @@ PROBLEMS = {
 }
 BODY_PROBLEMS = (400, 404, 408, 413, 415, 422, 503)
 
+# Every method but these is a write: on a protected route, a user's write is charged
+# to that user's write limit (chatsvc/limits.py), so it may answer 429.
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+def is_write(method: str) -> bool:
+    return method.upper() not in READ_METHODS
+
+
 EVENT_STREAM = (
     "An event stream: `message` events (`id:` the message id, data the Message JSON), then"
     ' `chat_deleted` (data `{"chat_id": N}`) and the end when the chat is deleted; a comment at'
