@@ -22,10 +22,11 @@ from aiohttp import ClientResponse
 from pytest_aiohttp import AiohttpClient
 
 from chatsvc import app as app_module
-from chatsvc import limits
-from chatsvc.app import create_app
+from chatsvc import limits, openapi
+from chatsvc.app import ROUTES, create_app
 from chatsvc.db import open_database
 from chatsvc.settings import Settings
+from chatsvc.sql import STATEMENTS
 from tests.api import problem, waiting_on_a_lock
 from tests.conftest import Client
 from tests.credentials import CREDENTIALS, user
@@ -344,3 +345,27 @@ async def test_the_table_takes_only_user_ids(db: asyncpg.Connection, user_id: st
         "x" * 255,
         "".join(map(chr, range(0x21, 0x7F))),
     )
+
+
+async def test_every_protected_write_is_charged_and_documents_429(client: Client) -> None:
+    """Every route but GET (and HEAD) behind a credential is charged (chatsvc/app.py), its
+    operation lists 429 with Retry-After, and take_user_write's header names it."""
+    doc = await (await client.get("/openapi.json")).json()
+    writes = set()
+    for path, methods in ROUTES.items():
+        for method, route in methods.items():
+            responses = doc["paths"][openapi.documented_path(path)][method.lower()]["responses"]
+            limited = route.operation.access != "public" and method not in ("GET", "HEAD")
+            assert ("429" in responses) == limited, (method, path)
+            if limited:
+                writes.add((method, path))
+                assert "Retry-After" in responses["429"]["headers"]
+                assert responses["429"]["content"] == {
+                    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+                }
+    assert writes >= {
+        ("POST", "/chats"),
+        ("POST", "/chats/{chat_id}/messages"),
+        ("DELETE", "/chats/{chat_id}"),
+    }
+    assert STATEMENTS["take_user_write"].routes == writes
