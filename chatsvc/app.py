@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import orjson
 from aiohttp import web
 
-from chatsvc import idempotency, openapi
+from chatsvc import idempotency, limits, openapi
 from chatsvc.callers import CALLER, Authenticator
 from chatsvc.db import connector, open_database
 from chatsvc.handlers import chat_events, chats, docs, members, messages, operations
@@ -26,7 +26,8 @@ from chatsvc.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Every serving process purges expired Idempotency-Keys this often (seconds).
+# Every serving process purges expired Idempotency-Keys, and the write buckets
+# that are full again, this often (seconds).
 KEY_PURGE_INTERVAL = 3600.0
 
 # Every route, by path and method, with its OpenAPI operation: each declared
@@ -49,27 +50,41 @@ def openapi_document() -> bytes:
     return orjson.dumps(openapi.build(ROUTES))
 
 
-def authenticated(handler: Handler, authenticator: Authenticator, access: openapi.Access) -> Handler:
+def authenticated(
+    handler: Handler,
+    authenticator: Authenticator,
+    access: openapi.Access,
+    write_limit: limits.WriteLimit | None = None,
+) -> Handler:
     """The handler of a protected route: the caller is known before anything else on the
-    route runs (a request without a credential is 401 whatever its path or body)."""
+    route runs (a request without a credential is 401 whatever its path or body). With a
+    write_limit (the route is a write), a user's request is then charged to that user's
+    write limit: past it the answer is 429 and the handler does not run, so nothing is stored.
+    This is the one place writes are charged."""
     if access == "public":
         return handler
     token_in_query = access == "bearer or query"
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        request[CALLER] = authenticator.caller_of(request.headers, request.query if token_in_query else None)
+        caller = authenticator.caller_of(request.headers, request.query if token_in_query else None)
+        request[CALLER] = caller
+        if write_limit is not None:  # the server (also every caller with auth off) is not limited
+            await limits.charge_write(request.app[DATABASE], write_limit, caller.user)
         return await handler(request)
 
     return handle
 
 
-def add_routes(app: web.Application, routes: openapi.Routes, authenticator: Authenticator) -> None:
+def add_routes(
+    app: web.Application, routes: openapi.Routes, authenticator: Authenticator, write_limit: limits.WriteLimit
+) -> None:
     for path, methods in routes.items():
         for variant in (path, f"{path}/"):
             # One resource per path, so a wrong method gets 405 with the full Allow list.
             resource = app.router.add_resource(variant)
             for method, route in methods.items():
-                handler = authenticated(route.handler, authenticator, route.operation.access)
+                charged = write_limit if openapi.is_write(method) else None
+                handler = authenticated(route.handler, authenticator, route.operation.access, charged)
                 resource.add_route(method, handler)
                 if method == "GET":
                     resource.add_route("HEAD", handler)
@@ -90,14 +105,20 @@ async def events_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def purge_keys_forever(app: web.Application) -> None:
+    """Every KEY_PURGE_INTERVAL: expired Idempotency-Keys, then full write buckets."""
+    purges = (
+        ("expired Idempotency-Keys", idempotency.purge_expired_keys),
+        ("full user write buckets", limits.purge_full_buckets),
+    )
     while True:
         await asyncio.sleep(KEY_PURGE_INTERVAL)
-        try:
-            purged = await idempotency.purge_expired_keys(app[DATABASE])
-        except Exception:  # the next round tries again
-            log.warning("purging expired Idempotency-Keys failed", exc_info=True)
-        else:
-            log.info("purged %d expired Idempotency-Keys", purged)
+        for what, purge in purges:
+            try:
+                purged = await purge(app[DATABASE])
+            except Exception:  # the next round tries again
+                log.warning("purging %s failed", what, exc_info=True)
+            else:
+                log.info("purged %d %s", purged, what)
 
 
 async def key_purge_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -140,5 +161,6 @@ def create_app(settings: Settings) -> web.Application:
     authenticator = Authenticator(
         settings.server_keys, settings.jwt_secrets, settings.jwt_audience, enabled=settings.auth == "on"
     )
-    add_routes(app, ROUTES, authenticator)
+    write_limit = limits.WriteLimit(settings.user_write_rate, settings.user_write_burst)
+    add_routes(app, ROUTES, authenticator, write_limit)
     return app

@@ -80,9 +80,20 @@ PROBLEMS = {
     413: f"The body is larger than {MAX_BODY_BYTES} bytes.",
     415: "The body is not JSON (Content-Type: application/json), or is compressed.",
     422: "A field, query parameter or header is not valid; `errors` names each.",
+    429: "This user has written faster than its limit allows (CHATSVC_USER_WRITE_RATE per second,"
+    " bursts of CHATSVC_USER_WRITE_BURST); nothing was stored. Retry after `Retry-After` seconds.",
     503: "The database is unavailable or the service is shutting down; retry after `Retry-After` seconds.",
 }
 BODY_PROBLEMS = (400, 404, 408, 413, 415, 422, 503)
+
+# Every method but these is a write: on a protected route, a user's write is charged
+# to that user's write limit (chatsvc/limits.py), so it may answer 429.
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+def is_write(method: str) -> bool:
+    return method.upper() not in READ_METHODS
+
 
 EVENT_STREAM = (
     "An event stream: `message` events (`id:` the message id, data the Message JSON), then"
@@ -184,7 +195,7 @@ def _operation_id(path: str, method: str) -> str:
     return "_".join([method.lower(), *words]) or method.lower()
 
 
-def _responses(operation: Operation) -> dict[str, Any]:
+def _responses(method: str, operation: Operation) -> dict[str, Any]:
     status, description, content = operation.ok
     ok: dict[str, Any] = {"description": description}
     if content is not None:
@@ -196,7 +207,9 @@ def _responses(operation: Operation) -> dict[str, Any]:
     responses: dict[str, Any] = {str(status): ok}
     for other, other_description in operation.also_ok:
         responses[str(other)] = {**ok, "description": other_description}
-    problems = operation.problems if operation.access == "public" else (401, *operation.problems)
+    problems = operation.problems
+    if operation.access != "public":  # every protected route checks credentials; writes are limited
+        problems = (401, *problems, *((429,) if is_write(method) else ()))
     for problem in sorted(problems):
         model = models.ValidationProblem if problem == 422 else models.Problem
         answer: dict[str, Any] = {
@@ -205,6 +218,13 @@ def _responses(operation: Operation) -> dict[str, Any]:
         }
         if problem == 503:
             answer["headers"] = {"Retry-After": {"description": "Seconds.", "schema": {"type": "string"}}}
+        if problem == 429:
+            answer["headers"] = {
+                "Retry-After": {
+                    "description": "Whole seconds (at least 1) until a write by this user will be accepted again.",
+                    "schema": {"type": "string", "pattern": "^[1-9][0-9]*$"},
+                }
+            }
         if problem == 401:
             answer["headers"] = {
                 "WWW-Authenticate": {
@@ -221,7 +241,7 @@ def _describe(path: str, method: str, operation: Operation) -> dict[str, Any]:
         "operationId": _operation_id(path, method),
         "summary": operation.summary,
         "tags": list(operation.tags),
-        "responses": _responses(operation),
+        "responses": _responses(method, operation),
         "security": _SECURITY[operation.access],
     }
     if operation.description:

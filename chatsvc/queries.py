@@ -310,3 +310,28 @@ async def list_applied_migrations(db: Pool) -> frozenset[str]:
     except asyncpg.UndefinedTableError:
         return frozenset()
     return frozenset(row["migration_id"] for row in rows)
+
+
+# -- The per-user write limit (chatsvc/limits.py) ---------------------------------
+
+TAKE_USER_WRITE = statement("take_user_write", ":one")
+PURGE_FULL_USER_WRITE_BUCKETS = statement("purge_full_user_write_buckets", ":one")
+
+
+async def take_user_write(db: Pool, user: str, per_write: timedelta, burst: int) -> timedelta | None:
+    """Takes one write from the user's bucket: None when taken, else (nothing taken)
+    how long until the bucket holds one again."""
+    async with db.connection() as conn:
+        row = await conn.fetchrow(TAKE_USER_WRITE, user, per_write, burst)
+    assert row is not None  # an upsert returns its row
+    retry_after: timedelta | None = row["retry_after"]
+    return None if row["taken"] else retry_after
+
+
+async def purge_full_user_write_buckets(db: Pool, after: str, batch_size: int) -> tuple[str | None, int]:
+    """Deletes the full buckets among the next batch_size users after `after`:
+    (the last user examined, or None when none followed; how many went)."""
+    async with db.connection() as conn:
+        row = await conn.fetchrow(PURGE_FULL_USER_WRITE_BUCKETS, after, batch_size)
+    assert row is not None  # an aggregate row
+    return row["last_user_id"], row["purged"]

@@ -23,6 +23,7 @@ TABLES = {
     "chat_idempotency_keys",
     "message_idempotency_keys",
     "chat_listeners",
+    "user_write_buckets",
 }
 
 
