@@ -314,18 +314,22 @@ async def list_applied_migrations(db: Pool) -> frozenset[str]:
 
 # -- The per-user write limit (chatsvc/limits.py) ---------------------------------
 
-TAKE_USER_WRITE = statement("take_user_write", ":one")
+TAKE_USER_WRITES = statement("take_user_writes", ":many")
 PURGE_FULL_USER_WRITE_BUCKETS = statement("purge_full_user_write_buckets", ":one")
 
 
-async def take_user_write(db: Pool, user: str, per_write: timedelta, burst: int) -> timedelta | None:
-    """Takes one write from the user's bucket: None when taken, else (nothing taken)
-    how long until the bucket holds one again."""
-    async with db.connection() as conn:
-        row = await conn.fetchrow(TAKE_USER_WRITE, user, per_write, burst)
-    assert row is not None  # an upsert returns its row
-    retry_after: timedelta | None = row["retry_after"]
-    return None if row["taken"] else retry_after
+class Granted(NamedTuple):
+    granted: int  # how many of the user's charges took a token: the first ones
+    retry_after: timedelta | None  # for the others: how long until the bucket holds one
+
+
+async def take_user_writes(
+    conn: asyncpg.Connection, users: Sequence[str], per_write: timedelta, burst: int
+) -> dict[str, Granted]:
+    """Charges one write per entry of users (repeats allowed) to their buckets, in one
+    statement: by user, how many were granted. Run for a batch of charges (chatsvc/limits.py)."""
+    rows = await conn.fetch(TAKE_USER_WRITES, users, per_write, burst)
+    return {row["user_id"]: Granted(row["granted"], row["retry_after"]) for row in rows}
 
 
 async def purge_full_user_write_buckets(db: Pool, after: str, batch_size: int) -> tuple[str | None, int]:

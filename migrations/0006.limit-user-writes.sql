@@ -4,7 +4,7 @@
 -- writes per second sustained, bursts of CHATSVC_USER_WRITE_BURST, across
 -- every service process that shares this database. Every write by a user is
 -- charged here before its handler runs (chatsvc/app.py, chatsvc/limits.py,
--- sql/limits/take_user_write.sql); the server is not limited.
+-- sql/limits/take_user_writes.sql); the server is not limited.
 --
 -- One token bucket per user, kept as one timestamp: full_at, the moment the
 -- bucket holds `burst` tokens again. At time t it holds
@@ -28,11 +28,11 @@ CREATE UNLOGGED TABLE user_write_buckets (
     user_id  text COLLATE "C" NOT NULL,
     -- When the user's bucket is full again.
     full_at  timestamptz NOT NULL,
-    -- Whether the latest charge was refused (nothing taken). RETURNING sees
-    -- only the row as the charge left it, so this is how the statement tells
-    -- its caller which it was; PostgreSQL 18's RETURNING OLD could spare it,
-    -- but 16 has none.
-    refused  boolean NOT NULL,
+    -- How many writes the latest statement that charged the user took (of
+    -- those it asked for). RETURNING sees only the row as the charge left it,
+    -- so this is how the statement tells its caller; PostgreSQL 18's
+    -- RETURNING OLD could spare it, but 16 has none.
+    granted  integer NOT NULL,
     -- The arbiter of concurrent charges: one row per user, and its row lock
     -- orders that user's charges. No index on full_at on purpose: every
     -- charge changes it, and unindexed it is updated in place (HOT).

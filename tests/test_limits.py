@@ -152,8 +152,8 @@ async def test_a_bucket_idle_for_long_holds_one_burst_not_more(
     name = f"user-{secrets.token_hex(6)}"
     # Full for an hour: the refill stopped at the burst (36 more tokens, were it not capped).
     await db.execute(
-        "INSERT INTO user_write_buckets (user_id, full_at, refused)"
-        " VALUES ($1, clock_timestamp() - interval '1 hour', false)",
+        "INSERT INTO user_write_buckets (user_id, full_at, granted)"
+        " VALUES ($1, clock_timestamp() - interval '1 hour', 0)",
         name,
     )
     assert await statuses(client, user(name), 3) == [201, 201, 429]
@@ -274,9 +274,9 @@ async def test_the_purge_deletes_full_buckets_only_in_batches(empty_database_url
     conn = await asyncpg.connect(empty_database_url)
     try:
         await conn.execute(
-            "INSERT INTO user_write_buckets (user_id, full_at, refused)"
+            "INSERT INTO user_write_buckets (user_id, full_at, granted)"
             " SELECT 'user-' || n, clock_timestamp() + CASE WHEN n % 3 = 0 THEN interval '1 hour'"
-            " ELSE interval '-1 s' END, false FROM generate_series(1, 20) AS n"
+            " ELSE interval '-1 s' END, 0 FROM generate_series(1, 20) AS n"
         )
         # 14 full ones go, in batches of 3 users; the 6 not full stay.
         assert await limits.purge_full_buckets(database, batch_size=3) == 14
@@ -300,7 +300,7 @@ async def test_serve_purges_full_buckets_with_the_keys(
     """Hourly (KEY_PURGE_INTERVAL) in every serving process; here every 50 ms, to see it happen."""
     name = f"user-{secrets.token_hex(6)}"
     await db.execute(
-        "INSERT INTO user_write_buckets (user_id, full_at, refused) VALUES ($1, clock_timestamp(), false)",
+        "INSERT INTO user_write_buckets (user_id, full_at, granted) VALUES ($1, clock_timestamp(), 0)",
         name,
     )
     monkeypatch.setattr(app_module, "KEY_PURGE_INTERVAL", 0.05)
@@ -318,8 +318,8 @@ async def test_the_purge_keeps_a_bucket_a_charge_takes_from_meanwhile(empty_data
     db, other = await asyncpg.connect(empty_database_url), await asyncpg.connect(empty_database_url)
     try:
         await db.execute(
-            "INSERT INTO user_write_buckets (user_id, full_at, refused)"
-            " VALUES ('alice', clock_timestamp() - interval '1 s', false)"
+            "INSERT INTO user_write_buckets (user_id, full_at, granted)"
+            " VALUES ('alice', clock_timestamp() - interval '1 s', 0)"
         )
         await other.execute("BEGIN")
         await other.execute("UPDATE user_write_buckets SET full_at = clock_timestamp() + interval '1 hour'")
@@ -337,10 +337,10 @@ async def test_the_purge_keeps_a_bucket_a_charge_takes_from_meanwhile(empty_data
 async def test_the_table_takes_only_user_ids(db: asyncpg.Connection, user_id: str) -> None:
     with pytest.raises(asyncpg.CheckViolationError):
         await db.execute(
-            "INSERT INTO user_write_buckets (user_id, full_at, refused) VALUES ($1, now(), false)", user_id
+            "INSERT INTO user_write_buckets (user_id, full_at, granted) VALUES ($1, now(), 0)", user_id
         )
     await db.execute(  # the longest, and every visible ASCII character
-        "INSERT INTO user_write_buckets (user_id, full_at, refused) VALUES ($1, now(), false), ($2, now(), false)"
+        "INSERT INTO user_write_buckets (user_id, full_at, granted) VALUES ($1, now(), 0), ($2, now(), 0)"
         " ON CONFLICT DO NOTHING",
         "x" * 255,
         "".join(map(chr, range(0x21, 0x7F))),
@@ -349,7 +349,7 @@ async def test_the_table_takes_only_user_ids(db: asyncpg.Connection, user_id: st
 
 async def test_every_protected_write_is_charged_and_documents_429(client: Client) -> None:
     """Every route but GET (and HEAD) behind a credential is charged (chatsvc/app.py), its
-    operation lists 429 with Retry-After, and take_user_write's header names it."""
+    operation lists 429 with Retry-After, and take_user_writes's header names it."""
     doc = await (await client.get("/openapi.json")).json()
     writes = set()
     for path, methods in ROUTES.items():
@@ -368,4 +368,4 @@ async def test_every_protected_write_is_charged_and_documents_429(client: Client
         ("POST", "/chats/{chat_id}/messages"),
         ("DELETE", "/chats/{chat_id}"),
     }
-    assert STATEMENTS["take_user_write"].routes == writes
+    assert STATEMENTS["take_user_writes"].routes == writes

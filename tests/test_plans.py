@@ -325,24 +325,30 @@ async def test_the_plans_explained_are_the_generic_ones_the_service_runs(
 async def test_a_write_charge_probes_one_key_and_the_bucket_purge_reads_one_batch(
     plans: tuple[asyncpg.Connection, int],
 ) -> None:
-    """A charge is one probe of the primary key (the upsert's arbiter), for a user with a bucket
-    and for one without; a purge batch reads its batch of the primary key, not the table."""
+    """A charge is one probe of the primary key (the upsert's arbiter) per user, for a user
+    with a bucket and for one without, alone or in a batch; a purge batch reads its batch
+    of the primary key, not the table."""
     conn, _ = plans
     transaction = conn.transaction()
     await transaction.start()
     await conn.execute(
-        "INSERT INTO user_write_buckets (user_id, full_at, refused)"
-        " SELECT 'user-' || n, clock_timestamp() - interval '1 s', false FROM generate_series(1, $1) AS n",
+        "INSERT INTO user_write_buckets (user_id, full_at, granted)"
+        " SELECT 'user-' || n, clock_timestamp() - interval '1 s', 0 FROM generate_series(1, $1) AS n",
         CHATS,
     )
     await conn.execute("ANALYZE user_write_buckets")
-    for user, outcome in (("user-1", "Conflicting Tuples"), ("new-user", "Tuples Inserted")):
-        plan = await explain(conn, queries.TAKE_USER_WRITE, user, "0.1 s", 5)
-        upsert = plan[0]
-        assert upsert["Node Type"] == "ModifyTable" and upsert["Operation"] == "Insert", upsert
+    for users, conflicting, inserted in (
+        (["user-1"], 1, 0),
+        (["new-user"], 0, 1),
+        (["user-2", "user-3", "user-2", "another-new-user"], 2, 1),
+    ):
+        plan = await explain(conn, queries.TAKE_USER_WRITES, pg_array(users), "0.1 s", 5)
+        upserts = [node for node in plan if node["Node Type"] == "ModifyTable"]
+        assert len(upserts) == 1 and upserts[0]["Operation"] == "Insert", plan
+        upsert = upserts[0]
         assert upsert["Conflict Resolution"] == "UPDATE"
         assert upsert["Conflict Arbiter Indexes"] == ["user_write_buckets_pkey"]
-        assert upsert[outcome] == 1
+        assert (upsert["Conflicting Tuples"], upsert["Tuples Inserted"]) == (conflicting, inserted)
         assert not any("Scan" in node["Node Type"] and "Relation Name" in node for node in plan), plan
     plan = await explain(conn, queries.PURGE_FULL_USER_WRITE_BUCKETS, "user-5", 100)
     scans = rows_read(plan, "user_write_buckets")
