@@ -97,6 +97,7 @@ def test_a_bad_value_fails_with_one_line_naming_the_variable(environ: dict[str, 
 # Credentials too short or with a space are refused, and the refusal never shows them.
 SHORT_KEY = "short-key-0123456789"  # 20 characters
 SHORT_SECRET = "short-secret-0123456789"
+PUBLIC_KEY = "-----BEGIN PUBLIC KEY-----MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAu1SU1LfVLPHCozMxH2Mo-----END PUBLIC KEY-----"
 
 
 @pytest.mark.parametrize(
@@ -107,6 +108,13 @@ SHORT_SECRET = "short-secret-0123456789"
         ({"CHATSVC_SERVER_KEYS": f"{KEY_A} with a space"}, "CHATSVC_SERVER_KEYS", "with a space"),
         ({"CHATSVC_JWT_SECRETS": SHORT_SECRET}, "CHATSVC_JWT_SECRETS", SHORT_SECRET),
         ({"CHATSVC_JWT_SECRETS": f"{SECRET},{SHORT_SECRET}"}, "CHATSVC_JWT_SECRETS", SHORT_SECRET),
+        # A public key is no HMAC secret (PyJWT refuses it too, but only at the first token).
+        ({"CHATSVC_JWT_SECRETS": PUBLIC_KEY}, "CHATSVC_JWT_SECRETS", "MIIBIjANBgkq"),
+        (
+            {"CHATSVC_JWT_SECRETS": "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 someone@example"},
+            "CHATSVC_JWT_SECRETS",
+            "AAAAB3",
+        ),
     ],
 )
 def test_a_bad_credential_fails_naming_the_variable_and_not_showing_it(
