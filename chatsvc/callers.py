@@ -30,6 +30,8 @@ from chatsvc.problems import Problem
 ALGORITHM = "HS256"
 LEEWAY_SECONDS = 30
 _USER_ID = re.compile(r"[!-~]{1,255}")
+# Server keys are visible ASCII (settings.ServerKey), JWTs base64url and dots: anything else is malformed.
+_CREDENTIAL = re.compile(r"[!-~]+")
 # Verified tokens kept per process; past it the oldest goes first.
 TOKEN_CACHE_SIZE = 10_000
 
@@ -61,12 +63,11 @@ class Unauthorized(Problem):
 # PyJWT's refusals, by class, as the detail says them (most specific first).
 _REFUSALS: tuple[tuple[type[jwt.InvalidTokenError], str], ...] = (
     (jwt.ExpiredSignatureError, "The token has expired (exp)."),
-    (jwt.ImmatureSignatureError, "The token is not valid yet (nbf)."),
+    (jwt.ImmatureSignatureError, "The token is not valid yet (nbf or iat in the future)."),
     (jwt.InvalidAudienceError, "The token is not meant for this service (aud)."),
-    (jwt.MissingRequiredClaimError, "The token lacks a required claim (exp and sub are required)."),
     (jwt.InvalidAlgorithmError, f"The token's algorithm is not {ALGORITHM}."),
     (jwt.InvalidSignatureError, "The token's signature does not match (bad signature)."),
-    (jwt.DecodeError, "The credential is malformed: neither a server key nor a JWT."),
+    (jwt.DecodeError, "The credential is malformed: neither a server key nor a well-formed JWT."),
 )
 
 
@@ -114,6 +115,8 @@ class Authenticator:
         return self.caller_for(credential.strip())
 
     def caller_for(self, credential: str) -> Caller:
+        if not _CREDENTIAL.fullmatch(credential):
+            raise Unauthorized("The credential is malformed: it must be visible ASCII characters only.")
         cached = self._verified.get(credential)
         if cached is not None:
             caller, expires = cached
@@ -163,6 +166,8 @@ class Authenticator:
 
 
 def _refusal(exc: jwt.InvalidTokenError) -> str:
+    if isinstance(exc, jwt.MissingRequiredClaimError):  # exp and sub, and aud where an audience is set
+        return f"The token lacks a required claim ({exc.claim})."
     for kind, detail in _REFUSALS:
         if isinstance(exc, kind):
             return detail
