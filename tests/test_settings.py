@@ -132,3 +132,10 @@ def test_several_keys_and_secrets_are_read_for_rotation() -> None:
         {"CHATSVC_SERVER_KEYS": f"{KEY_A},{KEY_B},", "CHATSVC_JWT_SECRETS": f"{SECRET}, {KEY_A}"}
     )
     assert settings.server_keys == (KEY_A, KEY_B) and settings.jwt_secrets == (SECRET, KEY_A)
+
+
+def test_the_readme_configuration_table_lists_every_variable() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    table = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    listed = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
+    assert listed - {"TEST_DATABASE_URL"} == set(ENVIRONMENT)
