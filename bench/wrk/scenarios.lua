@@ -7,10 +7,12 @@ local scenario = os.getenv("SCENARIO")
 local first, last = tonumber(os.getenv("CHATS_FIRST")), tonumber(os.getenv("CHATS_LAST"))
 local big = os.getenv("BIG")
 local deep_first, deep_last = tonumber(os.getenv("DEEP_FIRST") or "0"), tonumber(os.getenv("DEEP_LAST") or "0")
-local json = {["Content-Type"] = "application/json"}
+-- AUTHORIZATION is the server's credential (bench/run.py); the ceiling takes none.
+local auth = {["Authorization"] = os.getenv("AUTHORIZATION")}
+local json = {["Content-Type"] = "application/json", ["Authorization"] = os.getenv("AUTHORIZATION")}
 
 local function get_chat()
-  return wrk.format("GET", "/chats/" .. math.random(first, last) .. "?limit=20")
+  return wrk.format("GET", "/chats/" .. math.random(first, last) .. "?limit=20", auth)
 end
 
 local function post_message()
@@ -22,12 +24,12 @@ local scenarios = {
   create_chat = function() return wrk.format("POST", "/chats/", json, '{"title": "benchmark chat"}') end,
   post_message = post_message,
   get_chat = get_chat,
-  get_chat_big = function() return wrk.format("GET", "/chats/" .. big .. "?limit=20") end,
+  get_chat_big = function() return wrk.format("GET", "/chats/" .. big .. "?limit=20", auth) end,
   history = function()
-    return wrk.format("GET", "/chats/" .. math.random(first, last) .. "/messages/?limit=50")
+    return wrk.format("GET", "/chats/" .. math.random(first, last) .. "/messages/?limit=50", auth)
   end,
   history_deep = function()
-    return wrk.format("GET", "/chats/" .. big .. "/messages/?limit=50&before=" .. math.random(deep_first, deep_last))
+    return wrk.format("GET", "/chats/" .. big .. "/messages/?limit=50&before=" .. math.random(deep_first, deep_last), auth)
   end,
   mixed = function() if math.random(1, 10) <= 8 then return get_chat() end return post_message() end,
   ceiling = function() return wrk.format("GET", "/") end,
