@@ -10,8 +10,9 @@ used. Whatever is refused gets 401 with a detail saying why, never the
 credential itself.
 
 Verified tokens are cached until they expire (bounded, per process): a client
-sends the same token with every request, and verifying its signature again
-each time was a tenth of get_chat's cost (README, Benchmark).
+sends the same token with every request, and verifying it again each time
+costs about 120 µs of CPU (PyJWT on this project's machine, 2026-12-01),
+a cached one 1.5 µs; a get_chat answer costs a few hundred.
 """
 
 from __future__ import annotations
