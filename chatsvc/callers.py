@@ -11,8 +11,9 @@ credential itself.
 
 Verified tokens are cached until they expire (bounded, per process): a client
 sends the same token with every request, and verifying it again each time
-costs about 120 µs of CPU (PyJWT on this project's machine, 2026-12-01),
-a cached one 1.5 µs; a get_chat answer costs a few hundred.
+costs about 115 µs of CPU (PyJWT on this project's machine, 2026-12-01):
+more than a whole get_chat answer, about 90 µs at the README's 10,800 req/s.
+A cached one takes 1.5 µs.
 """
 
 from __future__ import annotations
