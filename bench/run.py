@@ -57,11 +57,6 @@ BIG = 1_000_000  # messages in the one big chat
 DELETES = {10_000: 9, 100_000: 3}
 SUBSCRIBERS = 1_000  # SSE streams on one chat, spread over two service processes
 SSE_MESSAGES = 50  # messages sent, one every 20 ms, while they listen
-# The benchmark calls as the server (contract v3, Callers): its key, in the
-# served processes' environment and in every request.
-SERVER_KEY = "bench-server-key-0123456789abcdefghijklmnopqrstuvwxyz"
-AUTHORIZATION = f"Bearer {SERVER_KEY}"
-SERVED = {"CHATSVC_SERVER_KEYS": SERVER_KEY, "CHATSVC_LOG_LEVEL": "WARNING"}
 
 
 # The README's targets, each a bound on a median across runs (the soak's on its
@@ -170,7 +165,7 @@ def process(
 def wrk(
     binary: str, base: str, scenario: str, data: dict[str, int], args: argparse.Namespace
 ) -> dict[str, Any]:
-    env = {**os.environ, **{k: str(v) for k, v in data.items()}, "AUTHORIZATION": AUTHORIZATION,
+    env = {**os.environ, **{k: str(v) for k, v in data.items()},
            "SCENARIO": scenario, "REPORT_LUA": str(HERE / "wrk" / "report.lua")}  # fmt: skip
     result = subprocess.run(
         [binary, "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
@@ -225,9 +220,7 @@ def delete_chat(base: str, url: str, deletable: dict[int, list[int]]) -> dict[st
         for size, chats in deletable.items():
             if turn >= len(chats):
                 continue
-            request = urllib.request.Request(
-                f"{base}/chats/{chats[turn]}", method="DELETE", headers={"Authorization": AUTHORIZATION}
-            )
+            request = urllib.request.Request(f"{base}/chats/{chats[turn]}", method="DELETE")
             started = time.perf_counter()
             with urllib.request.urlopen(request) as response:
                 assert response.status == 204
@@ -267,15 +260,12 @@ async def sse_delivery(bases: list[str], chat_id: int) -> dict[str, Any]:
     for n in range(SUBSCRIBERS):
         address = urlsplit(bases[n % len(bases)])
         transport, stream = await loop.create_connection(_TimedStream, "127.0.0.1", address.port or 80)
-        transport.write(
-            f"GET /chats/{chat_id}/events HTTP/1.1\r\nHost: {address.netloc}\r\n"
-            f"Authorization: {AUTHORIZATION}\r\n\r\n".encode()
-        )
+        transport.write(f"GET /chats/{chat_id}/events HTTP/1.1\r\nHost: {address.netloc}\r\n\r\n".encode())
         transports.append(transport)
         streams.append(stream)
     await asyncio.sleep(1.0)  # every stream subscribed (its opening frame has arrived)
     acknowledged: dict[int, float] = {}
-    async with aiohttp.ClientSession(headers={"Authorization": AUTHORIZATION}) as session:
+    async with aiohttp.ClientSession() as session:
         for n in range(SSE_MESSAGES):
             async with session.post(
                 f"{bases[0]}/chats/{chat_id}/messages/", json={"text": f"live {n}"}
@@ -307,7 +297,7 @@ def rss_mib(pid: int) -> float:
 
 def soak(binary: str, base: str, pid: int, data: dict[str, int], seconds: int) -> dict[str, Any]:
     """The mixed scenario for seconds while the service's RSS is sampled every 10 s."""
-    env = {**os.environ, **{k: str(v) for k, v in data.items()}, "AUTHORIZATION": AUTHORIZATION,
+    env = {**os.environ, **{k: str(v) for k, v in data.items()},
            "SCENARIO": "mixed", "REPORT_LUA": str(HERE / "wrk" / "report.lua")}  # fmt: skip
     load = subprocess.Popen(
         [binary, "-t2", "-c32", f"-d{seconds}s", "-s", str(HERE / "wrk" / "scenarios.lua"), base],
@@ -332,13 +322,11 @@ def one_run(
     """Every scenario and both ceilings, once: ratios are only compared within a run."""
     results: dict[str, dict[str, Any]] = {}
     port, second_port = free_port(), free_port()
-    env = {**os.environ, "DATABASE_URL": url, **SERVED}
+    env = {**os.environ, "DATABASE_URL": url, "CHATSVC_LOG_LEVEL": "WARNING"}
     base = f"http://127.0.0.1:{port}"
     serve = [sys.executable, "-m", "chatsvc", "serve"]
     with process([*serve, "--port", str(port)], env, port):
-        sample = urllib.request.urlopen(urllib.request.Request(
-            f"{base}/chats/{data['CHATS_FIRST']}?limit=20", headers={"Authorization": AUTHORIZATION}
-        )).read()  # fmt: skip
+        sample = urllib.request.urlopen(f"{base}/chats/{data['CHATS_FIRST']}?limit=20").read()
         for scenario in SCENARIOS:
             print(f"{scenario} ...", file=sys.stderr)
             results[scenario] = wrk(binary, base, scenario, data, args)
@@ -347,8 +335,7 @@ def one_run(
         with process([*serve, "--port", str(second_port)], env, second_port):
             print(f"sse: {SUBSCRIBERS} subscribers on two processes ...", file=sys.stderr)
             chat = json.loads(urllib.request.urlopen(urllib.request.Request(
-                f"{base}/chats/", data=b'{"title": "live"}',
-                headers={"Content-Type": "application/json", "Authorization": AUTHORIZATION},
+                f"{base}/chats/", data=b'{"title": "live"}', headers={"Content-Type": "application/json"}
             )).read())  # fmt: skip
             sse = asyncio.run(sse_delivery([base, f"http://127.0.0.1:{second_port}"], chat["id"]))
     with process([*serve, "--port", str(port), "--workers", "2"], env, port):
@@ -463,7 +450,7 @@ def main() -> None:
             runs.append(one_run(binary, url, data, this_run, args, work))
         if args.soak:
             port = free_port()
-            env = {**os.environ, "DATABASE_URL": url, **SERVED}
+            env = {**os.environ, "DATABASE_URL": url, "CHATSVC_LOG_LEVEL": "WARNING"}
             with process(
                 [sys.executable, "-m", "chatsvc", "serve", "--port", str(port)], env, port
             ) as service:

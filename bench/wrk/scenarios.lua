@@ -7,12 +7,10 @@ local scenario = os.getenv("SCENARIO")
 local first, last = tonumber(os.getenv("CHATS_FIRST")), tonumber(os.getenv("CHATS_LAST"))
 local big = os.getenv("BIG")
 local deep_first, deep_last = tonumber(os.getenv("DEEP_FIRST") or "0"), tonumber(os.getenv("DEEP_LAST") or "0")
--- AUTHORIZATION is the server's credential (bench/run.py); the ceiling takes none.
-local auth = {["Authorization"] = os.getenv("AUTHORIZATION")}
-local json = {["Content-Type"] = "application/json", ["Authorization"] = os.getenv("AUTHORIZATION")}
+local json = {["Content-Type"] = "application/json"}
 
 local function get_chat()
-  return wrk.format("GET", "/chats/" .. math.random(first, last) .. "?limit=20", auth)
+  return wrk.format("GET", "/chats/" .. math.random(first, last) .. "?limit=20")
 end
 
 local function post_message()
@@ -24,12 +22,12 @@ local scenarios = {
   create_chat = function() return wrk.format("POST", "/chats/", json, '{"title": "benchmark chat"}') end,
   post_message = post_message,
   get_chat = get_chat,
-  get_chat_big = function() return wrk.format("GET", "/chats/" .. big .. "?limit=20", auth) end,
+  get_chat_big = function() return wrk.format("GET", "/chats/" .. big .. "?limit=20") end,
   history = function()
-    return wrk.format("GET", "/chats/" .. math.random(first, last) .. "/messages/?limit=50", auth)
+    return wrk.format("GET", "/chats/" .. math.random(first, last) .. "/messages/?limit=50")
   end,
   history_deep = function()
-    return wrk.format("GET", "/chats/" .. big .. "/messages/?limit=50&before=" .. math.random(deep_first, deep_last), auth)
+    return wrk.format("GET", "/chats/" .. big .. "/messages/?limit=50&before=" .. math.random(deep_first, deep_last))
   end,
   mixed = function() if math.random(1, 10) <= 8 then return get_chat() end return post_message() end,
   ceiling = function() return wrk.format("GET", "/") end,
