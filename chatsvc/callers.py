@@ -32,8 +32,6 @@ from chatsvc.problems import Problem
 ALGORITHM = "HS256"
 LEEWAY_SECONDS = 30
 _USER_ID = re.compile(r"[!-~]{1,255}")
-# Server keys are visible ASCII (settings.ServerKey), JWTs base64url and dots: anything else is malformed.
-_CREDENTIAL = re.compile(r"[!-~]+")
 # Verified tokens kept per process; past it the oldest goes first.
 TOKEN_CACHE_SIZE = 10_000
 
@@ -71,6 +69,10 @@ _REFUSALS: tuple[tuple[type[jwt.InvalidTokenError], str], ...] = (
     (jwt.InvalidSignatureError, "The token's signature does not match (bad signature)."),
     (jwt.DecodeError, "The credential is malformed: neither a server key nor a well-formed JWT."),
 )
+
+
+# Server keys are visible ASCII (settings.ServerKey), JWTs base64url and dots: anything else is malformed.
+_CREDENTIAL = re.compile(r"[!-~]+")
 
 
 def user_id_problem(user: object) -> str | None:
