@@ -1,4 +1,4 @@
-"""Command line: ``chatsvc serve``, ``migrate`` and ``purge-keys``. Parses settings, nothing else."""
+"""Command line: ``chatsvc serve``, ``migrate``, ``purge-keys`` and ``token``. Parses settings, nothing else."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from contextlib import contextmanager
 import psycopg
 
 from chatsvc import idempotency, logs, migrate
+from chatsvc.callers import issue_token, user_id_problem
 from chatsvc.db import UNAVAILABLE, DatabaseUnavailable, open_database
 from chatsvc.embedded import EmbeddedPostgres, EmbeddedPostgresError
+from chatsvc.generated_credentials import CredentialsError, with_credentials
 from chatsvc.settings import Settings, SettingsError, load_settings
 from chatsvc.workers import run, supervise
 
@@ -43,6 +45,12 @@ def database_url(settings: Settings) -> Iterator[str]:
 
 
 def serve(settings: Settings, workers: int) -> None:
+    """settings must hold the credentials already (generated_credentials.with_credentials)."""
+    if settings.auth == "off":
+        log.warning(
+            "CHATSVC_AUTH=off: no credential is checked and every request acts as the server; "
+            "for local experiments only"
+        )
     with database_url(settings) as url:
         applied = migrate.apply(url)  # once, before any worker starts
         log.info("migrations applied: %d", applied)
@@ -84,6 +92,18 @@ async def _purge_keys(settings: Settings) -> int:
         await db.close()
 
 
+def print_token(settings: Settings, user: str, ttl: int) -> None:
+    """A user token signed with the first configured secret, or the generated one."""
+    if (problem := user_id_problem(user)) is not None:
+        sys.exit(f"chatsvc: token: USER {problem}")
+    if ttl < 1:
+        sys.exit("chatsvc: token: --ttl must be at least 1 second")
+    signing = with_credentials(settings).jwt_secrets
+    if not signing:
+        sys.exit("chatsvc: token: no secret to sign with: set CHATSVC_JWT_SECRETS")
+    print(issue_token(user, signing[0], ttl, settings.jwt_audience))
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="chatsvc", description="Chat history HTTP service.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -101,6 +121,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "purge-keys",
         help="delete Idempotency-Keys older than 24 hours (serve also does it hourly; safe while serving)",
     )
+    token_cmd = commands.add_parser(
+        "token", help="print a user token signed with the configured (or generated) secret, for development"
+    )
+    token_cmd.add_argument("user", metavar="USER", help="the user id: its sub claim")
+    token_cmd.add_argument(
+        "--ttl", type=int, default=3600, metavar="SECONDS", help="seconds until it expires (default 3600)"
+    )
     return parser.parse_args(argv)
 
 
@@ -116,11 +143,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.command == "serve":
             if args.workers < 1:
                 sys.exit("chatsvc: --workers must be at least 1")
-            serve(settings, args.workers)
+            serve(with_credentials(settings), args.workers)
+        elif args.command == "token":
+            print_token(settings, args.user, args.ttl)
         elif args.command == "purge-keys":
             purge_keys(settings)
         else:
             run_migrate(settings, args)
+    except (SettingsError, CredentialsError) as exc:
+        sys.exit(f"chatsvc: {exc}")
     except STARTUP_FAILURES as exc:
         # Start-up could not reach or start PostgreSQL: say so in one line, no traceback.
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -13,7 +13,10 @@ application or its middleware; aiohttp answers it with plain text and logs it
 at ERROR with a traceback. Our connections' handler answers it as every other
 error, problem+json with the connection closed, and logs one bounded INFO
 line: it is the client's doing, and anyone who can open a socket could
-otherwise fill the logs and page an operator.
+otherwise fill the logs and page an operator. The line and the answer say
+what the parser found wrong, never what it quotes of the request: its
+complaint quotes the offending line, which may be an Authorization header or
+a request line with ?access_token= (no credential ever appears in a log line).
 
 A request that says ``Expect: 100-continue`` is invited to send its body
 (``100 Continue``) only once its headers have passed every check that they
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import resource
 from collections.abc import Callable
 from http import HTTPStatus
@@ -54,8 +58,11 @@ log = logging.getLogger(__name__)
 RESERVED_DESCRIPTORS = 64
 # How long a refused client has to read its answer and close before we do.
 REFUSAL_LINGER_SECONDS = 5.0
-# Most characters of a parser's complaint (which may quote the client's bytes) in a log line.
+# Most characters of a parser's complaint in a log line.
 LOGGED_REASON_CHARS = 200
+# Where a parser's complaint starts quoting the request: the repr of its bytes
+# (llhttp's `desc: b'...' ^`, the pure-Python parser's `Bad status line '...'`).
+_QUOTED = re.compile(r"""(?:^|[\s:]+)b?['"]""")
 
 
 def connection_limit(configured: int, pool_size: int) -> int:
@@ -107,6 +114,11 @@ class _Refused(asyncio.Protocol):
             self._timer.cancel()
 
 
+def without_quoted_request(complaint: str) -> str:
+    """A parser's complaint up to where it quotes the request, which may hold a credential."""
+    return _QUOTED.split(complaint, maxsplit=1)[0].strip() or "malformed"
+
+
 def one_line(text: str, limit: int) -> str:
     """text on one line of printable ASCII, at most limit characters: safe to log whatever a client sent."""
     flat = " ".join(text.split()).encode("ascii", "backslashreplace").decode("ascii")
@@ -127,7 +139,7 @@ class _RequestHandler(web_protocol.RequestHandler):
     ) -> web.StreamResponse:
         if status >= 500:  # not a parser's verdict: unexpected, so aiohttp logs it with its traceback
             return super().handle_error(request, status, exc, message)
-        reason = one_line(message or HTTPStatus(status).phrase, LOGGED_REASON_CHARS)
+        reason = one_line(without_quoted_request(message or HTTPStatus(status).phrase), LOGGED_REASON_CHARS)
         log.info("refused a malformed request", extra={"status": status, "reason": reason})
         if request.writer.output_size > 0:  # as aiohttp's own: an answer has begun, the connection is broken
             raise ConnectionError("a response was already being sent")

@@ -70,7 +70,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
                 extra={
                     "method": request.method,
                     "route": route,
-                    "path": request.path,
+                    "path": request.path,  # never the query string: it may hold ?access_token=
                     "status": status,
                     "duration_ms": round(duration * 1000, 3),
                     "request_id": request_id,

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
+from jwt.algorithms import HMACAlgorithm
+from jwt.exceptions import InvalidKeyError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -19,6 +21,14 @@ Seconds = Annotated[float, Field(gt=0, le=3600)]
 # enough that guessing is out of reach (the contract: at least 32).
 ServerKey = Annotated[str, Field(min_length=32, pattern=r"^[!-~]+$")]
 TokenSecret = Annotated[str, Field(min_length=32)]
+
+
+def _looks_like_a_public_key(secret: str) -> bool:
+    try:
+        HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(secret)
+    except InvalidKeyError:
+        return True
+    return False
 
 
 def default_data_dir() -> Path:
@@ -92,6 +102,10 @@ class Settings(BaseModel):
     def _secret_bytes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if any(len(secret.encode()) < 32 for secret in value):
             raise ValueError("each secret must be at least 32 bytes")
+        # PyJWT refuses a PEM or SSH key as an HMAC secret (the RS256/HS256
+        # confusion): refused here at start-up, not at the first token.
+        if any(_looks_like_a_public_key(secret) for secret in value):
+            raise ValueError("each secret must be a shared secret, not a PEM or SSH key")
         return value
 
     @model_validator(mode="after")

@@ -21,6 +21,7 @@ import psycopg
 
 from chatsvc.resources import migrations_folder
 from tests.conftest import with_database
+from tests.credentials import SERVER
 from tests.served import (
     CHATSVC,
     call,
@@ -194,7 +195,7 @@ async def test_two_serve_processes_share_keys_and_events(make_database: Callable
     """What a client of a scaled-out deployment sees: racing retries and SSE across processes."""
     env = environment(DATABASE_URL=make_database())
     with serving(env) as (a, _), serving(env) as (b, process_b):
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=SERVER) as session:
 
             async def post(base: str, path: str, body: dict[str, str], key: str) -> tuple[int, Any, bool]:
                 headers = {"Idempotency-Key": key}
@@ -245,7 +246,9 @@ async def test_sigterm_under_load_finishes_what_was_accepted_and_exits_0(
     env = environment(DATABASE_URL=url, CHATSVC_SHUTDOWN_GRACE="10")
     with serving(env) as (base, process):
         lock_holder = await asyncpg.connect(url)
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=True), headers=SERVER
+        ) as session:
             async with session.post(f"{base}/chats/", json={"title": "shutdown"}) as response:
                 chat_id = (await response.json())["id"]
             statuses: list[int] = []

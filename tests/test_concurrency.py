@@ -19,6 +19,7 @@ import pytest
 from chatsvc import queries
 from tests.api import create_chat, scrape, send, waiting_on_a_lock
 from tests.conftest import Client
+from tests.credentials import with_server_key
 
 
 async def message_ids(client: Client, chat_id: int) -> list[int]:
@@ -187,9 +188,11 @@ async def test_a_send_whose_client_leaves_while_it_waits_runs_to_its_end(
     body = b'{"text": "sent by a client that left"}'
     reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
     writer.write(
-        f"POST /chats/{chat['id']}/messages/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n".encode()
-        + body
+        with_server_key(
+            f"POST /chats/{chat['id']}/messages/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
     )
     answer = await waiting_on_a_lock(db, reader.read(1))  # no answer while the send waits
     # The client leaves while its send waits for the chat's lock: a reset, which

@@ -22,7 +22,7 @@ from chatsvc.live.hub import EventHub
 from chatsvc.settings import Settings
 from tests.api import create_chat, error_locations, problem, send, waiting_on_a_lock
 from tests.conftest import Client
-from tests.credentials import CREDENTIALS
+from tests.credentials import CREDENTIALS, with_server_key
 from tests.sse import EventStream
 
 
@@ -599,7 +599,7 @@ async def test_a_client_that_stops_reading_is_cut_off_after_the_send_timeout(
     await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", client.server.port))
     try:
         await asyncio.get_running_loop().sock_sendall(
-            sock, f"GET /chats/{chat['id']}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            sock, with_server_key(f"GET /chats/{chat['id']}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         )
         hub = client.app[EVENTS]
         deadline = asyncio.get_running_loop().time() + 30  # a liveness bound

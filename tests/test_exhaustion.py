@@ -23,7 +23,7 @@ from chatsvc.app import create_app
 from chatsvc.keys import DATABASE
 from chatsvc.settings import Settings
 from tests.api import create_chat, problem, read_answer, waiting_on_a_lock
-from tests.credentials import CREDENTIALS
+from tests.credentials import CREDENTIALS, SERVER, with_server_key
 from tests.served import environment, serving, until_closed
 
 SLOW_CLIENTS = 300
@@ -51,7 +51,7 @@ async def slowloris(port: int, stop: asyncio.Event) -> None:
 async def idle_stream(port: int, chat_id: int, stop: asyncio.Event) -> None:
     """An event stream that is opened and then never read."""
     _, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET /chats/{chat_id}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    writer.write(with_server_key(f"GET /chats/{chat_id}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode()))
     await stop.wait()
     writer.close()
 
@@ -60,7 +60,7 @@ async def test_slow_and_idle_clients_do_not_starve_normal_requests(make_database
     env = environment(DATABASE_URL=make_database(), CHATSVC_LOG_LEVEL="WARNING", CHATSVC_SSE_HEARTBEAT="1")
     with serving(env) as (base, _):
         port = int(base.rsplit(":", 1)[1])
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=SERVER) as session:
             async with session.post(f"{base}/chats/", json={"title": "busy"}) as created:
                 chat_id = (await created.json())["id"]
             stop = asyncio.Event()
@@ -96,7 +96,7 @@ async def test_a_flood_past_the_pool_waits_a_bounded_time_then_gets_503(
 
     # 100 connections at once: fewer than the test server's listen backlog
     # (128), past which connects wait for a SYN retry, 1 s later.
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as flooding:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), headers=SERVER) as flooding:
 
         async def timed_read() -> tuple[float, ClientResponse]:
             started = time.monotonic()
@@ -124,7 +124,9 @@ async def test_connections_past_the_cap_get_503_and_the_open_ones_keep_being_ser
     )
     with serving(env) as (base, _):
         port = int(base.rsplit(":", 1)[1])
-        async with aiohttp.ClientSession() as session:  # one keep-alive connection, open before the others
+        async with aiohttp.ClientSession(
+            headers=SERVER
+        ) as session:  # one keep-alive connection, open before the others
             async with session.post(f"{base}/chats/", json={"title": "capped"}) as created:
                 chat_id = (await created.json())["id"]
             idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(cap - 1)]
@@ -195,7 +197,7 @@ def post_request(path: str, body: bytes) -> bytes:
 
 async def answer_on(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bytes:
     """Sends request on an open connection and reads one whole answer (a Content-Length body)."""
-    writer.write(request)
+    writer.write(with_server_key(request))
     return await read_answer(reader, within=5)
 
 
@@ -228,7 +230,7 @@ async def test_connections_without_a_whole_request_head_are_closed_after_the_idl
                 answer = await answer_on(reader, writer, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
                 assert answer.startswith(b"HTTP/1.1 200 ")
             # An event stream is an answer in progress: it stays open past the timeout.
-            writer.write(f"GET /chats/{chat_id}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            writer.write(with_server_key(f"GET /chats/{chat_id}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode()))
             await asyncio.sleep(timeout * 2.5)
             sender_reader, sender_writer = await asyncio.open_connection("127.0.0.1", port)
             sent = await answer_on(

@@ -23,7 +23,7 @@ from chatsvc.app import create_app
 from chatsvc.embedded import EmbeddedPostgres
 from chatsvc.settings import Settings
 from tests.api import create_chat, problem
-from tests.credentials import CREDENTIALS
+from tests.credentials import CREDENTIALS, SERVER
 from tests.served import environment, serving
 
 SENDERS = 6
@@ -122,7 +122,7 @@ async def test_killing_the_service_under_load_loses_no_acknowledged_send(
     env = environment(DATABASE_URL=url)
     acknowledged: dict[str, int] = {}
     with serving(env) as (base, process):
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=SERVER) as session:
             async with session.post(f"{base}/chats/", json={"title": "killed"}) as response:
                 chat_id = (await response.json())["id"]
 
@@ -152,7 +152,7 @@ async def test_killing_the_service_under_load_loses_no_acknowledged_send(
     # A new process serves all of it: page through the chat's whole history.
     served: list[int] = []
     with serving(env) as (base, _):
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=SERVER) as session:
             after = 0
             for _ in range(10_000):  # more pages than the chat holds: bounded, never a hang
                 async with session.get(f"{base}/chats/{chat_id}/messages/?after={after}&limit=100") as page:

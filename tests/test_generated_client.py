@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.credentials import SERVER_KEY, token
 from tests.served import environment, serving
 
 
@@ -49,10 +50,16 @@ def test_a_generated_client_creates_sends_reads_pages_and_deletes(generated: tup
     models = importlib.import_module("chatsvc_client.models")
     for name in (
         "post_chats", "post_chats_chat_id_messages", "get_chats_chat_id",
-        "get_chats_chat_id_messages", "delete_chats_chat_id",
+        "get_chats_chat_id_messages", "delete_chats_chat_id", "get_chats",
     ):  # fmt: skip
         importlib.import_module(f"chatsvc_client.api.chats.{name}")
-    with package.Client(base_url=base) as client:
+    with package.Client(base_url=base) as anonymous:
+        refused = api.post_chats.sync_detailed(client=anonymous, body=models.ChatCreate(title="anonymous"))
+        assert refused.status_code == 401 and isinstance(refused.parsed, models.Problem)
+    # A user's token is a credential as the server key is (what the user may see is the members' rules).
+    with package.AuthenticatedClient(base_url=base, token=token("generated-user")) as as_user:
+        assert api.get_chats.sync_detailed(client=as_user).status_code == 200
+    with package.AuthenticatedClient(base_url=base, token=SERVER_KEY) as client:
         chat = api.post_chats.sync(client=client, body=models.ChatCreate(title="  generated  "))
         assert isinstance(chat, models.Chat) and chat.title == "generated"
         sent = [

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
+from tests.credentials import with_server_key
 from tests.served import (
     call,
     complete,
@@ -240,7 +241,7 @@ def first_answer(base: str, raw: bytes, then: bytes = b"", timeout: float = 5) -
     """Sends raw, reads the first response head; then sends `then` and reads what follows until closed."""
     host, port = base.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-        sock.sendall(raw)
+        sock.sendall(with_server_key(raw))
         first = b""
         deadline = time.monotonic() + timeout
         while b"\r\n\r\n" not in first and time.monotonic() < deadline:
@@ -294,7 +295,9 @@ def test_a_client_that_leaves_after_announcing_a_huge_body_is_no_error(service: 
     host, port = base.removeprefix("http://").split(":")
     for _ in range(5):
         with socket.create_connection((host, int(port))) as sock:
-            sock.sendall(head("POST", "/chats/", JSON, "Content-Length: 10000000000", EXPECT))
+            sock.sendall(
+                with_server_key(head("POST", "/chats/", JSON, "Content-Length: 10000000000", EXPECT))
+            )
     assert call("GET", f"{base}/healthz")[0] == 200  # and the log check below finds no error
 
 

@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).parents[1] / "chatsvc"
 BELOW_HTTP = [
     "queries", "db", "sql", "batching", "reads", "sends", "idempotency", "settings", "models",
     "migrate", "resources", "embedded", "logs", "live/frames", "live/notifications", "live/hub",
+    "generated_credentials",
 ]  # fmt: skip
 
 

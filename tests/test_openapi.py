@@ -25,6 +25,7 @@ from chatsvc import openapi
 from chatsvc.models import TEXT_MAX, TITLE_MAX, WHITESPACE, trimmed_pattern
 from tests.api import create_chat, send
 from tests.conftest import Client
+from tests.credentials import token
 
 
 async def document(client: Client) -> dict[str, Any]:
@@ -222,7 +223,7 @@ def chromium() -> str:
 
 
 async def test_swagger_ui_renders_offline_and_try_it_out_creates_a_chat(client: Client) -> None:
-    from playwright.async_api import async_playwright
+    from playwright.async_api import async_playwright, expect
 
     # Chromium first: without it the test is skipped before Playwright's
     # driver starts (the driver needs libatomic1, which the slim image lacks;
@@ -257,10 +258,18 @@ async def test_swagger_ui_renders_offline_and_try_it_out_creates_a_chat(client: 
             await create.locator(".opblock-summary").click()
             await create.get_by_role("button", name="Try it out").click()
             await create.locator("textarea.body-param__text").fill('{"title": "made in Swagger UI"}')
-            await create.get_by_role("button", name="Execute").click()
             status = create.locator(".live-responses-table tbody .response-col_status").first
-            await status.wait_for(timeout=20_000)
-            assert (await status.inner_text()).strip().startswith("201")
+            # Before Authorize the browser sends no credential, and the service says so.
+            await create.get_by_role("button", name="Execute").click()
+            await expect(status).to_have_text(re.compile(r"^\s*401"), timeout=20_000)
+            # Authorize, as a user with a token, as the contract promises.
+            await page.locator(".auth-wrapper .authorize").click()
+            bearer = page.locator(".dialog-ux .auth-container", has_text="(http, Bearer)")
+            await bearer.get_by_label("auth-bearer-value").fill(token("swagger-user"))
+            await bearer.get_by_role("button", name="Apply credentials").click()
+            await bearer.get_by_role("button", name="Close").click()
+            await create.get_by_role("button", name="Execute").click()
+            await expect(status).to_have_text(re.compile(r"^\s*201"), timeout=20_000)
         finally:
             await browser.close()
     assert elsewhere == []

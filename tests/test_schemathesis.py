@@ -15,6 +15,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
+
+from tests.credentials import SERVER_KEY
 from tests.served import environment, serving
 
 SECONDS = os.environ.get("SCHEMATHESIS_SECONDS", "30")
@@ -23,7 +26,8 @@ HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 
 
 def test_schemathesis_finds_no_failure(make_database: Callable[[], str], tmp_path: Path) -> None:
-    env = environment(DATABASE_URL=make_database(), CHATSVC_LOG_LEVEL="WARNING")
+    url = make_database()
+    env = environment(DATABASE_URL=url, CHATSVC_LOG_LEVEL="WARNING")
     with serving(env) as (base, _):
         result = subprocess.run(
             [
@@ -36,7 +40,10 @@ def test_schemathesis_finds_no_failure(make_database: Callable[[], str], tmp_pat
                 "--suppress-health-check", "too_slow",
             ],
             cwd=tmp_path, capture_output=True, text=True, timeout=int(SECONDS) + 300, check=False,
-            env={**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)},
+            env={**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS), "CHATSVC_TEST_SERVER_KEY": SERVER_KEY},
         )  # fmt: skip
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
     assert " passed" in result.stdout and "failures" not in result.stdout.split("SUMMARY")[-1]
+    # It called as the server (tests/schemathesis.toml's auth), not only into 401s.
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM chats").fetchone() != (0,)
