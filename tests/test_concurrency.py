@@ -42,7 +42,7 @@ async def test_a_send_waits_for_an_earlier_send_in_the_same_chat(
     client: Client, db: asyncpg.Connection, other: asyncpg.Connection, keyed: bool
 ) -> None:
     chat = await create_chat(client)
-    first = await other.fetchrow(queries.CREATE_MESSAGES, [chat["id"]], ["first"])
+    first = await other.fetchrow(queries.CREATE_MESSAGES, [chat["id"]], ["first"], [None], [None], [])
     later = await waiting_on_a_lock(db, send_request(client, chat["id"], "later", keyed))
     # Neither is visible yet: a reader never sees "later" without "first".
     assert await message_ids(client, chat["id"]) == []
@@ -58,7 +58,7 @@ async def test_a_delete_waits_for_a_send_in_progress_and_takes_its_message(
     client: Client, db: asyncpg.Connection, other: asyncpg.Connection
 ) -> None:
     chat = await create_chat(client)
-    await other.fetchrow(queries.CREATE_MESSAGES, [chat["id"]], ["in flight"])
+    await other.fetchrow(queries.CREATE_MESSAGES, [chat["id"]], ["in flight"], [None], [None], [])
     delete = await waiting_on_a_lock(db, client.delete(f"/chats/{chat['id']}"))
     await other.execute("COMMIT")
     assert (await delete).status == 204
