@@ -1,6 +1,6 @@
 """Two checkouts of chatsvc back to back: what a change costs, measured in one run.
 
-    python bench/compare.py BEFORE AFTER [--rounds 6] [--duration 5] [--connections 32]
+    python bench/compare.py BEFORE AFTER [--rounds 6] [--duration 5] [--connections 32] [--before-auth off]
 
 BEFORE and AFTER are source trees (e.g. `git archive <commit> | tar -x -C
 /tmp/before`, and this work tree). Both serve the same embedded PostgreSQL
@@ -8,6 +8,10 @@ and the same data (bench/run.py's prefill); each round runs get_chat and
 post_message with wrk against one, then the other, taking turns on who goes
 first, so that drift in a shared, noisy machine lands on both. Prints each
 scenario's requests/s per round and the medians. Run by hand, never by tests.
+
+`--before-auth off` serves BEFORE with CHATSVC_AUTH=off: `compare.py . .
+--before-auth off` is what checking credentials, membership and the write
+limit cost, measured back to back (bench/run.py measures it once per run).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--duration", type=int, default=5, help="seconds per scenario")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--before-auth", choices=("on", "off"), default="on")
     args = parser.parse_args()
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
     binary = bench.ensure_wrk()
@@ -54,7 +59,8 @@ def main() -> None:
                 port = bench.free_port()
                 # The tree's own package: first on the path, and the working directory
                 # (python -m puts it first) is the tree itself.
-                env = {**bench.service_env(url), "PYTHONPATH": str(tree)}
+                auth = name == "after" or args.before_auth == "on"
+                env = {**bench.service_env(url, auth=auth), "PYTHONPATH": str(tree)}
                 command = [sys.executable, "-m", "chatsvc", "serve", "--port", str(port)]
                 with bench.process(command, env, port, cwd=tree):
                     for scenario in SCENARIOS:
