@@ -15,7 +15,7 @@ from chatsvc import idempotency, limits, openapi
 from chatsvc.callers import CALLER, Authenticator
 from chatsvc.db import connector, open_database
 from chatsvc.handlers import chat_events, chats, docs, members, messages, operations
-from chatsvc.keys import DATABASE, EVENTS, LIFECYCLE, METRICS, OPENAPI, SETTINGS, Lifecycle
+from chatsvc.keys import DATABASE, EVENTS, LIFECYCLE, METRICS, OPENAPI, SETTINGS, WRITE_LIMIT, Lifecycle
 from chatsvc.live.frames import SHUTTING_DOWN
 from chatsvc.live.hub import EventHub
 from chatsvc.metrics import Metrics
@@ -60,7 +60,8 @@ def authenticated(
     route runs (a request without a credential is 401 whatever its path or body). With a
     write_limit (the route is a write), a user's request is then charged to that user's
     write limit: past it the answer is 429 and the handler does not run, so nothing is stored.
-    This is the one place writes are charged."""
+    This is where writes are charged, but for a route that charges in its own statement
+    (Route.charged_by_handler: a send, whose batch charges and stores in one round trip)."""
     if access == "public":
         return handler
     token_in_query = access == "bearer or query"
@@ -83,7 +84,8 @@ def add_routes(
             # One resource per path, so a wrong method gets 405 with the full Allow list.
             resource = app.router.add_resource(variant)
             for method, route in methods.items():
-                charged = write_limit if openapi.is_write(method) else None
+                before = openapi.is_write(method) and not route.charged_by_handler
+                charged = write_limit if before else None
                 handler = authenticated(route.handler, authenticator, route.operation.access, charged)
                 resource.add_route(method, handler)
                 if method == "GET":
@@ -161,6 +163,6 @@ def create_app(settings: Settings) -> web.Application:
     authenticator = Authenticator(
         settings.server_keys, settings.jwt_secrets, settings.jwt_audience, enabled=settings.auth == "on"
     )
-    write_limit = limits.WriteLimit(settings.user_write_rate, settings.user_write_burst)
-    add_routes(app, ROUTES, authenticator, write_limit)
+    app[WRITE_LIMIT] = limits.WriteLimit(settings.user_write_rate, settings.user_write_burst)
+    add_routes(app, ROUTES, authenticator, app[WRITE_LIMIT])
     return app

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from chatsvc.db import Pool
+from chatsvc.limits import WriteLimit
 from chatsvc.live.hub import EventHub
 from chatsvc.metrics import Metrics
 from chatsvc.settings import Settings
@@ -23,3 +24,4 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 EVENTS = web.AppKey("events", EventHub)
 METRICS = web.AppKey("metrics", Metrics)
 OPENAPI = web.AppKey("openapi", bytes)  # the OpenAPI document, encoded once
+WRITE_LIMIT = web.AppKey("write_limit", WriteLimit)  # the per-user write limit (chatsvc/limits.py)

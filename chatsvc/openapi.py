@@ -262,6 +262,10 @@ class Route(NamedTuple):
 
     handler: Handler
     operation: Operation
+    # A write whose handler charges the user's write limit itself, in the
+    # statement that writes (a batched send: chatsvc/sends.py), rather than
+    # before it runs (chatsvc/app.py's authenticated()).
+    charged_by_handler: bool = False
 
 
 # path -> method -> Route: what each handler module declares, and what the app serves.

@@ -55,6 +55,12 @@ class Created(NamedTuple):
     same_body: bool = True
 
 
+class Throttled(NamedTuple):
+    """A write the user's write limit refused: how long until a token is there."""
+
+    retry_after: timedelta
+
+
 class Members(NamedTuple):
     """A chat's members as its create statement takes them: users and their roles, in step."""
 
@@ -153,16 +159,25 @@ async def create_messages(
     authors: Sequence[str | None],
     users: Sequence[str | None],
     roles: list[str],
-) -> dict[int, Created | None]:
-    """Stores one message per send (the i-th chat id, text, author and caller user), in
-    one statement: by each send's position, its Created, or None when another
-    transaction held its chat (the statement skipped it); positions of chats that
-    do not exist, or whose caller may not send there, are missing.
-    Run for a batch of sends (chatsvc/sends.py)."""
-    rows = await conn.fetch(CREATE_MESSAGES, chat_ids, texts, authors, users, roles)
-    return {
-        row["position"] - 1: None if row["id"] is None else Created(row["id"], row["message"]) for row in rows
-    }
+    per_write: timedelta,
+    burst: int,
+) -> dict[int, Created | Throttled | None]:
+    """Charges each user's sends to their write limit and stores one message per send
+    allowed (the i-th chat id, text, author and caller user), in one statement: by
+    each send's position, its Created; Throttled when the write limit refused it;
+    None when another transaction held its chat (the statement skipped it).
+    Positions of chats that do not exist, or whose caller may not send there, are
+    missing. Run for a batch of sends (chatsvc/sends.py)."""
+    rows = await conn.fetch(CREATE_MESSAGES, chat_ids, texts, authors, users, roles, per_write, burst)
+    results: dict[int, Created | Throttled | None] = {}
+    for row in rows:
+        if row["id"] is not None:
+            results[row["position"] - 1] = Created(row["id"], row["message"])
+        elif row["retry_after"] is not None:
+            results[row["position"] - 1] = Throttled(row["retry_after"])
+        else:
+            results[row["position"] - 1] = None
+    return results
 
 
 async def create_message(

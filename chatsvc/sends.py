@@ -6,7 +6,9 @@ send is its own key, compared by identity, as two equal sends store two
 messages. A batch never waits for a lock, or it would hold up everyone in
 it: a send whose chat another transaction holds is skipped by the batch and
 goes alone, on a connection of its own, with sql/messages/create_message.sql,
-which waits. A message the database refuses (say, a constraint a DBA added)
+which waits. A user's sends are charged to their write limit by the batch's
+own statement (chatsvc/limits.py says why), so a send that goes alone was
+charged already. A message the database refuses (say, a constraint a DBA added)
 must not fail the sends batched with it: the batch runs again one send at a
 time, and only the refused one gets its error.
 
@@ -25,8 +27,9 @@ from chatsvc import queries
 from chatsvc.batching import Batched
 from chatsvc.db import UNAVAILABLE, Pool
 from chatsvc.idempotency import message_fingerprint, run_keyed
+from chatsvc.limits import TooManyWrites, WriteLimit
 from chatsvc.permissions import Action, roles_allowed
-from chatsvc.queries import Created
+from chatsvc.queries import Created, Throttled
 
 _SENDERS = roles_allowed(Action.SEND)
 
@@ -39,6 +42,7 @@ class _Send:
     text: str
     author: str | None
     user: str | None  # the caller; None: the server
+    limit: WriteLimit  # the user's write limit, charged in the batch's statement
 
 
 class _ChatBusy(Exception):
@@ -54,6 +58,8 @@ async def _store_batch(conn: asyncpg.Connection, sends: Sequence[_Send]) -> dict
             [send.author for send in sends],
             [send.user for send in sends],
             _SENDERS,
+            sends[0].limit.per_write,  # one limit per app: the same for every send
+            sends[0].limit.burst,
         )
     except asyncpg.PostgresError as exc:
         if len(sends) == 1 or isinstance(exc, UNAVAILABLE):
@@ -67,21 +73,28 @@ async def _store_batch(conn: asyncpg.Connection, sends: Sequence[_Send]) -> dict
                     raise
                 results[send] = refused
         return results
-    return {
-        sends[position]: _ChatBusy() if created is None else created for position, created in stored.items()
-    }
+    return {sends[position]: _outcome(sends[position], result) for position, result in stored.items()}
+
+
+def _outcome(send: _Send, result: Created | Throttled | None) -> Created | Exception:
+    if result is None:
+        return _ChatBusy()
+    if isinstance(result, Throttled):
+        return TooManyWrites(send.limit, result.retry_after)
+    return result
 
 
 SENDS = Batched(_store_batch)
 
 
 async def send_message(
-    db: Pool, chat_id: int, text: str, author: str | None, user: str | None
+    db: Pool, chat_id: int, text: str, author: str | None, user: str | None, limit: WriteLimit
 ) -> Created | None:
     """The stored message, or None when the chat does not exist (or was just deleted) or
-    the caller (user None: the server) may not send there."""
+    the caller (user None: the server) may not send there. A user's send is charged to
+    their write limit in the same statement: TooManyWrites past it, nothing stored."""
     try:
-        return await SENDS.run(db, _Send(chat_id, text, author, user))
+        return await SENDS.run(db, _Send(chat_id, text, author, user, limit))
     except _ChatBusy:
         return await queries.create_message(db, chat_id, text, author, user, _SENDERS)
 

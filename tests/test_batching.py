@@ -14,8 +14,12 @@ import pytest
 
 from chatsvc import batching, queries, reads, sends
 from chatsvc.db import DatabaseUnavailable, Pool, open_database
+from chatsvc.limits import WriteLimit
 from chatsvc.settings import Settings
 from tests.credentials import CREDENTIALS
+
+# The server sends here: never charged, but a send carries its app's limit.
+LIMIT = WriteLimit(10, 50)
 
 
 @pytest.fixture
@@ -177,7 +181,9 @@ async def test_sends_queued_behind_a_busy_connection_join_one_batch_and_each_sto
     empty, missing = chats[0], 2**62
     wanted = [(chats[1], "a"), (empty, "b"), (missing, "c"), (empty, "d"), (empty, "d"), (chats[2], "e")]
     held = await pool.acquire()
-    pending_sends = [asyncio.create_task(sends.send_message(pool, *send, None, None)) for send in wanted]
+    pending_sends = [
+        asyncio.create_task(sends.send_message(pool, *send, None, None, LIMIT)) for send in wanted
+    ]
     await asyncio.sleep(0.05)
     assert pool.waiting == 1  # the batch's runner; every other send joined its batch
     pool.release(held)
@@ -203,7 +209,7 @@ async def test_a_message_the_database_refuses_fails_alone_and_the_rest_of_its_ba
         held = await pool.acquire()
         texts = ["before", "refused", "after"]
         pending_sends = [
-            asyncio.create_task(sends.send_message(pool, chats[0], text, None, None)) for text in texts
+            asyncio.create_task(sends.send_message(pool, chats[0], text, None, None, LIMIT)) for text in texts
         ]
         await asyncio.sleep(0.05)
         assert pool.waiting == 1
@@ -222,8 +228,8 @@ async def test_a_send_to_a_chat_held_elsewhere_goes_alone_and_holds_up_nothing_b
     busy, free = chats[0], chats[1]
     await other.execute("SELECT FROM chats WHERE id = $1 FOR UPDATE", busy)  # e.g. a delete in progress
     held = await pool.acquire()
-    waiting = asyncio.create_task(sends.send_message(pool, busy, "waits", None, None))
-    passing = asyncio.create_task(sends.send_message(pool, free, "passes", None, None))
+    waiting = asyncio.create_task(sends.send_message(pool, busy, "waits", None, None, LIMIT))
+    passing = asyncio.create_task(sends.send_message(pool, free, "passes", None, None, LIMIT))
     await asyncio.sleep(0.05)
     assert sends.SENDS.collecting(pool) == 2  # one batch
     pool.release(held)

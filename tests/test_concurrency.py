@@ -11,6 +11,7 @@ import asyncio
 import random
 import socket
 import struct
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -20,6 +21,8 @@ from chatsvc import queries
 from tests.api import create_chat, scrape, send, waiting_on_a_lock
 from tests.conftest import Client
 from tests.credentials import with_server_key
+
+PER_WRITE = timedelta(seconds=0.1)  # create_messages.sql charges users only: these are the server
 
 
 async def message_ids(client: Client, chat_id: int) -> list[int]:
@@ -42,7 +45,9 @@ async def test_a_send_waits_for_an_earlier_send_in_the_same_chat(
     client: Client, db: asyncpg.Connection, other: asyncpg.Connection, keyed: bool
 ) -> None:
     chat = await create_chat(client)
-    first = await other.fetchrow(queries.CREATE_MESSAGES, [chat["id"]], ["first"], [None], [None], [])
+    first = await other.fetchrow(
+        queries.CREATE_MESSAGES, [chat["id"]], ["first"], [None], [None], [], PER_WRITE, 50
+    )
     later = await waiting_on_a_lock(db, send_request(client, chat["id"], "later", keyed))
     # Neither is visible yet: a reader never sees "later" without "first".
     assert await message_ids(client, chat["id"]) == []
@@ -58,7 +63,9 @@ async def test_a_delete_waits_for_a_send_in_progress_and_takes_its_message(
     client: Client, db: asyncpg.Connection, other: asyncpg.Connection
 ) -> None:
     chat = await create_chat(client)
-    await other.fetchrow(queries.CREATE_MESSAGES, [chat["id"]], ["in flight"], [None], [None], [])
+    await other.fetchrow(
+        queries.CREATE_MESSAGES, [chat["id"]], ["in flight"], [None], [None], [], PER_WRITE, 50
+    )
     delete = await waiting_on_a_lock(db, client.delete(f"/chats/{chat['id']}"))
     await other.execute("COMMIT")
     assert (await delete).status == 204

@@ -6,6 +6,7 @@ import asyncio
 import random
 import socket
 from collections.abc import Awaitable, Mapping
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -24,6 +25,8 @@ from tests.api import create_chat, error_locations, problem, send, waiting_on_a_
 from tests.conftest import Client
 from tests.credentials import CREDENTIALS, with_server_key
 from tests.sse import EventStream
+
+PER_WRITE = timedelta(seconds=0.1)  # create_messages.sql charges users only: these are the server
 
 
 async def open_stream(
@@ -183,7 +186,9 @@ async def test_a_stream_resumed_while_a_send_is_in_flight_receives_that_message(
     history read then sees the message (sql/events/watch_chat.sql)."""
     chat = await create_chat(client)
     seen = await send(client, chat["id"], "seen")
-    await other.fetchrow(queries.CREATE_MESSAGES, [chat["id"]], ["in flight"], [None], [None], [])
+    await other.fetchrow(
+        queries.CREATE_MESSAGES, [chat["id"]], ["in flight"], [None], [None], [], PER_WRITE, 50
+    )
     opening = await waiting_on_a_lock(
         db,
         open_stream(client, chat["id"], headers={"Last-Event-ID": str(seen["id"])}),
@@ -329,7 +334,9 @@ async def test_a_subscriber_that_falls_behind_is_dropped_without_holding_up_the_
             assert await hub.watch(chat_id)
             received = []
             for n in range(12):
-                await db.fetchrow(queries.CREATE_MESSAGES, [chat_id], [f"m{n}"], [None], [None], [])
+                await db.fetchrow(
+                    queries.CREATE_MESSAGES, [chat_id], [f"m{n}"], [None], [None], [], PER_WRITE, 50
+                )
                 event = await reading.next(5)
                 assert event is not None
                 received.append(event.message_id)

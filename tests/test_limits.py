@@ -1,7 +1,8 @@
 """The per-user write limit (contract v3, Limits): a token bucket per user, shared by every
 process on the database; the server, reads and CHATSVC_AUTH=off are never limited.
 
-Writes here are POST /chats/ (a user may create chats). Each test's users are
+Writes here are POST /chats/ (a user may create chats) and sends, which their
+batch charges in its own statement. Each test's users are
 its own (random ids), so tests sharing the session's database share no bucket.
 A rate of 0.01 per second refills nothing within a test: exactly `burst`
 writes are accepted; rates of 20 and 5 per second show the refill.
@@ -369,3 +370,79 @@ async def test_every_protected_write_is_charged_and_documents_429(client: Client
         ("DELETE", "/chats/{chat_id}"),
     }
     assert STATEMENTS["take_user_writes"].routes == writes
+
+
+# -- sends: charged by the batch's own statement (sql/messages/create_messages.sql) --
+
+
+async def send_as(client: Client, chat_id: int, headers: dict[str, str], **extra: str) -> ClientResponse:
+    response = await client.post(
+        f"/chats/{chat_id}/messages/", json={"text": "hi"}, headers={**headers, **extra}
+    )
+    await response.read()
+    return response
+
+
+async def member_chat(client: Client, name: str) -> int:
+    response = await client.post("/chats/", json={"title": "sends", "members": [{"user": name}]})
+    chat_id: int = (await response.json())["id"]
+    return chat_id
+
+
+async def test_a_users_sends_past_the_burst_are_429_and_store_nothing(
+    limited: Limited, db: asyncpg.Connection
+) -> None:
+    client = await limited(rate=NO_REFILL, burst=3)
+    name = f"user-{secrets.token_hex(6)}"
+    chat_id = await member_chat(client, name)
+    statuses = [(await send_as(client, chat_id, user(name))).status for _ in range(5)]
+    assert statuses == [201, 201, 201, 429, 429]
+    refused = await send_as(client, chat_id, user(name))
+    await problem(refused, 429)
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE chat_id = $1", chat_id) == 3
+    keyed = await send_as(client, chat_id, user(name), **{"Idempotency-Key": "over-the-limit"})
+    assert keyed.status == 429  # a keyed send is charged before it runs
+    assert await db.fetchval("SELECT count(*) FROM message_idempotency_keys WHERE chat_id = $1", chat_id) == 0
+
+
+async def test_concurrent_sends_of_one_user_on_two_apps_store_exactly_the_burst(
+    limited: Limited, db: asyncpg.Connection
+) -> None:
+    """Sends that arrive together share a statement, which charges them all: a user's
+    first sends in it take the tokens there are, the rest are 429."""
+    first, second = await limited(rate=NO_REFILL, burst=7), await limited(rate=NO_REFILL, burst=7)
+    name = f"user-{secrets.token_hex(6)}"
+    chats = [await member_chat(first, name) for _ in range(3)]
+    answers = await asyncio.gather(
+        *(send_as(client, chats[n % 3], user(name)) for n, client in enumerate((first, second) * 20))
+    )
+    assert sorted(answer.status for answer in answers) == [201] * 7 + [429] * 33
+    stored = await db.fetchval("SELECT count(*) FROM messages WHERE chat_id = ANY ($1::bigint[])", chats)
+    assert stored == 7
+
+
+async def test_sends_and_other_writes_share_one_bucket(limited: Limited) -> None:
+    client = await limited(rate=NO_REFILL, burst=3)
+    name = f"user-{secrets.token_hex(6)}"
+    chat_id = await member_chat(client, name)
+    assert (await create(client, user(name))).status == 201
+    assert (await send_as(client, chat_id, user(name))).status == 201
+    assert (await create(client, user(name))).status == 201
+    assert (await send_as(client, chat_id, user(name))).status == 429
+    assert (await create(client, user(name))).status == 429
+
+
+async def test_a_send_that_waits_for_a_busy_chat_is_charged_once(
+    limited: Limited, db: asyncpg.Connection, other: asyncpg.Connection
+) -> None:
+    """The batch charged it, skipped its busy chat, and it goes alone without a second charge."""
+    client = await limited(rate=NO_REFILL, burst=2)
+    name = f"user-{secrets.token_hex(6)}"
+    chat_id = await member_chat(client, name)
+    await other.execute("SELECT FROM chats WHERE id = $1 FOR NO KEY UPDATE", chat_id)
+    waiting = await waiting_on_a_lock(db, send_as(client, chat_id, user(name)))
+    await other.execute("COMMIT")
+    assert (await waiting).status == 201
+    assert (await send_as(client, chat_id, user(name))).status == 201
+    assert (await send_as(client, chat_id, user(name))).status == 429

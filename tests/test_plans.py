@@ -144,7 +144,7 @@ async def test_sends_lock_their_chats_rows_by_key(
     transaction = conn.transaction()
     await transaction.start()
     authors = users = pg_array([caller] * len(chats))
-    plan = await explain(conn, queries.CREATE_MESSAGES, array, texts, authors, users, ROLES)
+    plan = await explain(conn, queries.CREATE_MESSAGES, array, texts, authors, users, ROLES, "1 us", 1000000)
     await transaction.rollback()  # EXPLAIN ANALYZE really inserts
     scans = [node for node in plan if node.get("Relation Name") == "chats"]
     assert scans and all(node["Node Type"] in ("Index Scan", "Index Only Scan") for node in scans), plan

@@ -2,9 +2,9 @@
 
 from aiohttp import web
 
-from chatsvc import models, parameters, queries, sends
+from chatsvc import limits, models, parameters, queries, sends
 from chatsvc.handlers import caller_of, created_response, json_response
-from chatsvc.keys import DATABASE, SETTINGS
+from chatsvc.keys import DATABASE, SETTINGS, WRITE_LIMIT
 from chatsvc.models import MessageCreate
 from chatsvc.openapi import (
     BODY_PROBLEMS,
@@ -32,10 +32,11 @@ async def create_message(request: web.Request) -> web.Response:
     body = await json_body(request, MessageCreate, request.app[SETTINGS].body_timeout)
     # A user's message is always theirs; the server may name any user, or none.
     author = body.author if caller.user is None else caller.user
-    db = request.app[DATABASE]
-    if key is None:
-        message = await sends.send_message(db, chat_id, body.text, author, caller.user)
+    db, limit = request.app[DATABASE], request.app[WRITE_LIMIT]
+    if key is None:  # charged to the user's write limit by the batch's statement
+        message = await sends.send_message(db, chat_id, body.text, author, caller.user, limit)
     else:
+        await limits.charge_write(db, limit, caller.user)
         message = await sends.send_message_once(db, chat_id, body.text, author, caller.user, key)
     if message is None:
         raise chat_not_found(chat_id)
@@ -112,6 +113,7 @@ ROUTES: Routes = {
                 CREATED_HEADERS,
                 links=MESSAGE_LINKS,
             ),
+            charged_by_handler=True,
         ),
     },
     "/chats/{chat_id}/messages/{message_id}": {
