@@ -10,11 +10,14 @@ database (migrations/0006.limit-user-writes.sql), so every service process
 sharing it enforces one limit, on the database's clock. The server is not
 limited, nor is anyone with CHATSVC_AUTH=off (every caller is the server then).
 
-Charges that arrive together share one statement (chatsvc/batching.py), as
-sends do: a charge per write was one more round trip for every write, and
-cost post_message a quarter of its throughput (bench/run.py, 0.74 of the same
-sends with CHATSVC_AUTH=off); batched, a round trip answers every write that
-queued meanwhile. The statement holds each charged user's row lock for its
+Charges that arrive together share one statement (chatsvc/batching.py): a
+charge per write was one more round trip for every write, and cost
+post_message a quarter of its throughput (bench/run.py, 0.74 of the same sends
+with CHATSVC_AUTH=off). Sends, the hot path, go further: their batch's own
+statement charges them (sql/messages/create_messages.sql does the same
+upsert), so a send pays no round trip for its charge at all (0.99 of auth off,
+bench/compare.py . . --before-auth off); other writes are charged here,
+before their handler runs. The statement holds each charged user's row lock for its
 own duration only, taken in user id order: writes of one user are charged
 one statement at a time, and statements never deadlock.
 """

@@ -6,8 +6,9 @@
 -- A user's send is first charged to the user's write limit, in this same
 -- statement: the upsert of sql/limits/take_user_writes.sql (migrations/0006),
 -- here rather than in a statement of its own before the send, which cost a
--- round trip per batch (bench/run.py: post_message at 0.79 of its throughput
--- with CHATSVC_AUTH=off, against 0.9 this way). A user's sends take the tokens
+-- round trip per batch (bench/compare.py . . --before-auth off: post_message
+-- with user tokens at 0.79 of its throughput with CHATSVC_AUTH=off, and 0.99
+-- this way). A user's sends take the tokens
 -- there are in the order given; the rest come back refused (-> 429) with how
 -- long until a token is there, and are not stored. Every charged send counts,
 -- stored or not, as any write request does.
