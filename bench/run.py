@@ -12,8 +12,8 @@ and each ratio is the median of the ratios measured within one run.
 Every request carries a credential, as deployed: user tokens (BENCH_USERS
 users, members of every prefilled chat) for reads, sends and creates, the
 server key for deletes and the SSE streams. get_chat and post_message also run
-against a process with CHATSVC_AUTH=off, in the same run, for what checking
-costs. The per-user write limit is on, at a rate no bench user reaches.
+against a process with CHATSVC_AUTH=off, each right after its run with
+credentials, for what checking costs. The per-user write limit is on, at a rate no bench user reaches.
 
 Ceilings, measured in the same run: a bare aiohttp handler answering a
 constant body as large as a get_chat answer (what the HTTP stack can do at
@@ -378,13 +378,23 @@ def one_run(
     env = service_env(url)
     base = f"http://127.0.0.1:{port}"
     serve = [sys.executable, "-m", "chatsvc", "serve"]
-    with process([*serve, "--port", str(port)], env, port):
+    off_port = free_port()
+    off_base = f"http://127.0.0.1:{off_port}"
+    # The same service with CHATSVC_AUTH=off, alive alongside: get_chat and
+    # post_message run against it right after each runs with credentials.
+    with (
+        process([*serve, "--port", str(port)], env, port),
+        process([*serve, "--port", str(off_port)], service_env(url, auth=False), off_port),
+    ):
         sample = urllib.request.urlopen(
             urllib.request.Request(f"{base}/chats/{data['CHATS_FIRST']}?limit=20", headers=SERVER)
         ).read()
         for scenario in SCENARIOS:
             print(f"{scenario} ...", file=sys.stderr)
             results[scenario] = wrk(binary, base, scenario, data, args)
+            if scenario in ("get_chat", "post_message"):
+                print(f"{scenario}, CHATSVC_AUTH=off ...", file=sys.stderr)
+                results[f"{scenario}_auth_off"] = wrk(binary, off_base, scenario, data, args)
         print("delete_chat ...", file=sys.stderr)
         deletes = delete_chat(base, url, deletable)
         with process([*serve, "--port", str(second_port)], env, second_port):
@@ -397,10 +407,6 @@ def one_run(
         for scenario in ("get_chat", "post_message"):
             print(f"{scenario}, 2 workers ...", file=sys.stderr)
             results[f"{scenario}_workers2"] = wrk(binary, base, scenario, data, args)
-    with process([*serve, "--port", str(port)], service_env(url, auth=False), port):
-        for scenario in ("get_chat", "post_message"):
-            print(f"{scenario}, CHATSVC_AUTH=off ...", file=sys.stderr)
-            results[f"{scenario}_auth_off"] = wrk(binary, base, scenario, data, args)
     body = work / "body.json"
     body.write_bytes(sample)
     ceiling_port = free_port()
