@@ -34,6 +34,10 @@ def a_run(rps: float, p50: float, p99: float) -> dict[str, Any]:
         "post_message_workers2",
         "get_chat_auth_off",
         "post_message_auth_off",
+        "get_chat_auth_off_again",
+        "post_message_auth_off_again",
+        "get_chat_again",
+        "post_message_again",
         "ceiling_http",
         "ceiling_pgbench",
     ]
