@@ -446,3 +446,19 @@ async def test_a_send_that_waits_for_a_busy_chat_is_charged_once(
     assert (await waiting).status == 201
     assert (await send_as(client, chat_id, user(name))).status == 201
     assert (await send_as(client, chat_id, user(name))).status == 429
+
+
+def _charge_upsert(name: str, per_write: str, burst: str) -> str:
+    """The bucket upsert of a statement, comments and layout dropped, its parameters renamed."""
+    text = STATEMENTS[name].text
+    upsert = text[
+        text.index("INSERT INTO user_write_buckets") : text.index("RETURNING user_id, full_at, granted")
+    ]
+    code = " ".join(line.split("--")[0] for line in upsert.splitlines())
+    return " ".join(code.replace(per_write, "PER_WRITE").replace(burst, "BURST").split())
+
+
+def test_a_sends_charge_is_the_same_upsert_as_every_other_writes() -> None:
+    """create_messages.sql charges a batch's sends with a copy of take_user_writes.sql's
+    upsert (one round trip fewer per send): the two must count alike."""
+    assert _charge_upsert("create_messages", "$6", "$7") == _charge_upsert("take_user_writes", "$2", "$3")
