@@ -14,7 +14,7 @@ from aiohttp import web
 from chatsvc import idempotency, limits, openapi
 from chatsvc.callers import CALLER, Authenticator
 from chatsvc.db import connector, open_database
-from chatsvc.handlers import chat_events, chats, docs, members, messages, operations
+from chatsvc.handlers import chat_events, chats, docs, members, messages, operations, read_state
 from chatsvc.keys import DATABASE, EVENTS, LIFECYCLE, METRICS, OPENAPI, SETTINGS, WRITE_LIMIT, Lifecycle
 from chatsvc.live.frames import SHUTTING_DOWN
 from chatsvc.live.hub import EventHub
@@ -37,6 +37,7 @@ ROUTES: openapi.Routes = {
     **chats.ROUTES,
     **messages.ROUTES,
     **members.ROUTES,
+    **read_state.ROUTES,
     **chat_events.ROUTES,
     **operations.ROUTES,
     **docs.ROUTES,

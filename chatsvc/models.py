@@ -135,8 +135,21 @@ class MessageCreate(RequestBody):
     )
 
 
+class MessageEdit(RequestBody):
+    text: Text
+
+
 class MemberUpdate(RequestBody):
     role: Role = "member"
+
+
+class ReadMark(RequestBody):
+    message_id: int = Field(
+        ge=0,
+        le=2**63 - 1,
+        description="Every message with an id up to this one counts as read (any id, existing or not);"
+        " a marker never moves back.",
+    )
 
 
 class Message(BaseModel):
@@ -145,6 +158,12 @@ class Message(BaseModel):
     author: str | None = Field(description="Who sent it; null for a message from the application.")
     text: str
     created_at: datetime
+    edited_at: datetime | None = Field(description="When its text last changed; null if never edited.")
+
+
+class ReadState(BaseModel):
+    chat_id: int
+    last_read_id: int
 
 
 class Member(BaseModel):
@@ -168,16 +187,52 @@ class Chat(BaseModel):
     created_at: datetime
 
 
-class ChatWithMessages(Chat):
+def _absent_for_the_server(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # absent for the server, never null
+
+
+UNREAD_MAX = 1000  # unread counts stop here: 1000 means "1000 or more"
+
+
+class ChatSummary(Chat):
+    """A chat as listed, and as GET /chats/{chat_id} shows it: with its newest message and,
+    for a user, their read state."""
+
+    last_message: Message | None = Field(description="The chat's newest message; null when it has none.")
+    last_read_id: int = Field(
+        0,
+        description="Users only: the caller's read marker (0 when never marked).",
+        json_schema_extra=_absent_for_the_server,
+    )
+    unread_count: int = Field(
+        0,
+        ge=0,
+        le=UNREAD_MAX,
+        description="Users only: messages above the read marker that the caller did not write,"
+        f" exact up to {UNREAD_MAX - 1}; {UNREAD_MAX} means {UNREAD_MAX} or more.",
+        json_schema_extra=_absent_for_the_server,
+    )
+
+
+class ChatWithMessages(ChatSummary):
     messages: list[Message]
 
 
 class ChatPage(BaseModel):
     """GET /chats/: one page, newest first."""
 
-    chats: list[Chat]
+    chats: list[ChatSummary]
     next_before: int | None = Field(
         description="Pass as `before` for the next page; null when no older chat exists."
+    )
+
+
+class ChatActivityPage(BaseModel):
+    """GET /chats/?order=activity: one page, most recently active first."""
+
+    chats: list[ChatSummary]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null when no further chat exists."
     )
 
 

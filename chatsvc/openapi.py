@@ -23,12 +23,20 @@ from chatsvc.problems import Handler
 
 PROBLEM_JSON = "application/problem+json"
 
-REQUEST_MODELS: tuple[type[BaseModel], ...] = (models.ChatCreate, models.MessageCreate, models.MemberUpdate)
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    models.ChatCreate,
+    models.MessageCreate,
+    models.MessageEdit,
+    models.MemberUpdate,
+    models.ReadMark,
+)
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     models.Chat,
     models.ChatWithMessages,
     models.ChatPage,
+    models.ChatActivityPage,
     models.Message,
+    models.ReadState,
     models.MessagePage,
     models.Member,
     models.MemberPage,
@@ -96,10 +104,13 @@ def is_write(method: str) -> bool:
 
 
 EVENT_STREAM = (
-    "An event stream: `message` events (`id:` the message id, data the Message JSON), then"
-    ' `chat_deleted` (data `{"chat_id": N}`) and the end when the chat is deleted; a comment at'
-    " least every 15 s. A fresh stream carries new messages only; with `Last-Event-ID` or `after`"
-    " it first carries every message after that id."
+    "An event stream: `message` (`id:` the message id, data the Message JSON), `message_updated`"
+    " (`id:` the edit's event id, data the Message as edited), `message_deleted` (`id:` the"
+    ' deletion\'s event id, data `{"chat_id": N, "id": M}`), then `chat_deleted` (data'
+    ' `{"chat_id": N}`) and the end when the chat is deleted; a comment at least every 15 s.'
+    " Event ids increase in the order the changes commit. A fresh stream carries new events"
+    " only; with `Last-Event-ID` or `after` it first carries what changed after that event id,"
+    " merged to the chat's current state (an edited message with its latest text), then live ones."
 )
 
 
@@ -161,11 +172,12 @@ CHAT_LINKS = {
     "DeleteChat": _link("delete_chats_chat_id", chat_id="$response.body#/id"),
 }
 MESSAGE_LINKS = {
-    "GetMessage": _link(
-        "get_chats_chat_id_messages_message_id",
-        chat_id="$response.body#/chat_id",
-        message_id="$response.body#/id",
-    ),
+    name: _link(operation_id, chat_id="$response.body#/chat_id", message_id="$response.body#/id")
+    for name, operation_id in (
+        ("GetMessage", "get_chats_chat_id_messages_message_id"),
+        ("EditMessage", "patch_chats_chat_id_messages_message_id"),
+        ("DeleteMessage", "delete_chats_chat_id_messages_message_id"),
+    )
 }
 
 
@@ -178,12 +190,17 @@ def json_content(model: type[BaseModel]) -> dict[str, Any]:
 SSE_EVENT: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "event": {"enum": ["message", "chat_deleted"]},
-        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The message id (message events)."},
+        "event": {"enum": ["message", "message_updated", "message_deleted", "chat_deleted"]},
+        "id": {
+            "type": "string",
+            "pattern": "^[0-9]+$",
+            "description": "The event id (a message event's is the message id); none for chat_deleted.",
+        },
         "data": {
             "type": "string",
             "contentMediaType": "application/json",
-            "description": 'The Message JSON, or {"chat_id": ID} for chat_deleted.',
+            "description": 'The Message JSON (message, message_updated), {"chat_id": ID, "id": MESSAGE_ID}'
+            ' (message_deleted), or {"chat_id": ID} (chat_deleted).',
         },
         "retry": {"type": "integer", "description": "Reconnect after this many milliseconds."},
     },

@@ -78,7 +78,53 @@ class UserCursor:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class OpaqueCursor:
+    """A cursor a listing handed out (next_cursor), read back as (activity, chat id); 422 otherwise."""
+
+    name: str
+    description: str
+
+    def parse(self, request: web.Request) -> tuple[int, int] | None:
+        return parsing.activity_cursor(request, self.name)
+
+    def openapi(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "in": "query",
+            "description": self.description,
+            "schema": {"type": "string", "pattern": parsing.ACTIVITY_CURSOR_PATTERN},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One of a few words; the first when absent; 422 otherwise."""
+
+    name: str
+    options: tuple[str, ...]
+    description: str
+
+    def parse(self, request: web.Request) -> str:
+        return parsing.choice(request, self.name, self.options)
+
+    def openapi(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "in": "query",
+            "description": self.description,
+            "schema": {"type": "string", "enum": list(self.options), "default": self.options[0]},
+        }
+
+
 CHATS_LIMIT = Limit(default=20)
+CHATS_ORDER = Choice(
+    "order",
+    ("created", "activity"),
+    "`created`: newest chats first, paged with `before`. `activity`: the chats with the latest"
+    " message first (a chat without messages by its creation), paged with `cursor`.",
+)
+CHATS_CURSOR = OpaqueCursor("cursor", "With `order=activity`: the `next_cursor` of the page before.")
 CHATS_BEFORE = Cursor("before", "Chats with ids below this one (a chat id, existing or not).")
 CHAT_MESSAGES_LIMIT = Limit(default=20)
 HISTORY_LIMIT = Limit(default=50)
@@ -86,7 +132,7 @@ HISTORY_BEFORE = Cursor("before", "The newest messages older than this id (not w
 HISTORY_AFTER = Cursor(
     "after", "The oldest messages newer than this id; 0 starts at the beginning (not with `before`)."
 )
-EVENTS_AFTER = Cursor("after", "Resume after this message id.")
+EVENTS_AFTER = Cursor("after", "Resume after this event id (a message's id, or an edit's or deletion's).")
 MEMBERS_LIMIT = Limit(default=100)
 MEMBERS_AFTER = UserCursor(
     "after", "Members whose user id follows this one, bytewise (a user id, existing or not)."
@@ -104,6 +150,6 @@ IDEMPOTENCY_KEY: dict[str, Any] = {
 LAST_EVENT_ID: dict[str, Any] = {
     "name": "Last-Event-ID",
     "in": "header",
-    "description": "Resume after this message id (wins over `after`).",
+    "description": "Resume after this event id (wins over `after`).",
     "schema": {"type": "string", "pattern": "^[0-9]+$"},
 }

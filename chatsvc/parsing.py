@@ -8,7 +8,9 @@ too large or not JSON.
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
+import struct
 from typing import TypeVar
 
 import orjson
@@ -113,6 +115,35 @@ def _cursor(values: list[str], loc: list[str]) -> int | None:
 def cursor(request: web.Request, name: str) -> int | None:
     """A paging cursor from the query: a message or chat id, existing or not."""
     return _cursor(request.query.getall(name, []), ["query", name])
+
+
+# GET /chats/?order=activity's cursor: a chat's activity and id as two big-endian
+# bigints, base64url without padding (the listing's SQL writes it): 22
+# characters, the last carrying 2 bits, so one of 4. Any string of that shape
+# is a cursor (ids beyond the bigint range read as negative: nothing below).
+ACTIVITY_CURSOR_PATTERN = "^[A-Za-z0-9_-]{21}[AQgw]$"
+_ACTIVITY_CURSOR = re.compile(ACTIVITY_CURSOR_PATTERN)
+
+
+def activity_cursor(request: web.Request, name: str) -> tuple[int, int] | None:
+    """The (activity, chat id) an activity page starts below; None when absent, 422 when malformed."""
+    raw = _single(request.query.getall(name, []), ["query", name])
+    if raw is None:
+        return None
+    if not _ACTIVITY_CURSOR.fullmatch(raw):
+        raise ValidationFailed([{"loc": ["query", name], "msg": "must be a next_cursor of this listing"}])
+    activity, chat_id = struct.unpack(">qq", base64.urlsafe_b64decode(raw + "=="))
+    return activity, chat_id
+
+
+def choice(request: web.Request, name: str, options: tuple[str, ...]) -> str:
+    """One of options (the first when absent); 422 otherwise."""
+    raw = _single(request.query.getall(name, []), ["query", name])
+    if raw is None:
+        return options[0]
+    if raw not in options:
+        raise ValidationFailed([{"loc": ["query", name], "msg": f"must be one of: {', '.join(options)}"}])
+    return raw
 
 
 def user_cursor(request: web.Request, name: str) -> str | None:

@@ -28,25 +28,35 @@ ROLES = (OWNER, MEMBER)
 class Action(Enum):
     READ = "read the chat, its messages, history and members, and follow its events"
     SEND = "send a message"
+    EDIT_MESSAGE = "edit another user's message"
+    DELETE_MESSAGE = "delete another user's message"
     MANAGE_MEMBERS = "add members, change roles or remove others"
     LEAVE = "leave the chat"
     DELETE_CHAT = "delete the chat"
+    MARK_READ = "mark the chat read"
 
 
 @dataclass(frozen=True)
 class Rule:
     server: bool  # whether the server may
     roles: tuple[str, ...]  # which member roles may
+    # For actions on a message: which member roles may on a message they wrote
+    # (roles may on any message).
+    own_roles: tuple[str, ...] = ()
 
 
 # The contract's table (Members and permissions). "Leave" does not apply to the
-# server, which is no member: it removes others.
+# server, which is no member: it removes others. Nor does "mark read": the
+# server has no read marker.
 RULES: dict[Action, Rule] = {
     Action.READ: Rule(server=True, roles=ROLES),
     Action.SEND: Rule(server=True, roles=ROLES),
+    Action.EDIT_MESSAGE: Rule(server=True, roles=(), own_roles=ROLES),
+    Action.DELETE_MESSAGE: Rule(server=True, roles=(OWNER,), own_roles=ROLES),
     Action.MANAGE_MEMBERS: Rule(server=True, roles=(OWNER,)),
     Action.LEAVE: Rule(server=False, roles=ROLES),
     Action.DELETE_CHAT: Rule(server=True, roles=(OWNER,)),
+    Action.MARK_READ: Rule(server=False, roles=ROLES),
 }
 
 
@@ -64,6 +74,11 @@ def roles_allowed(action: Action) -> list[str]:
     return list(RULES[action].roles)
 
 
+def own_roles_allowed(action: Action) -> list[str]:
+    """The member roles allowed to do it to a message of their own."""
+    return list(RULES[action].own_roles)
+
+
 def allows(caller: Caller, role: str | None, action: Action) -> bool:
     """Whether the caller, in that role in the chat (None: not a member), may do it."""
     rule = RULES[action]
@@ -75,3 +90,24 @@ def refusal(caller: Caller, role: str | None, action: Action, chat_id: int) -> P
     if caller.is_server or role is None:
         return chat_not_found(chat_id)  # for the server: the chat does not exist
     return Forbidden(f"As a {role} of chat {chat_id} you may not {action.value}.")
+
+
+def message_not_found(chat_id: int, message_id: int) -> NotFound:
+    """What a missing chat or message gets, and so what a user who is not a member gets."""
+    return NotFound(f"Chat {chat_id} holds no message {message_id}.")
+
+
+def message_refusal(
+    caller: Caller, role: str | None, found: bool, action: Action, chat_id: int, message_id: int
+) -> Problem:
+    """The answer for an action on a message the statement did not do: 404 unless the
+    caller is a member and the message exists (then 403: it is another user's)."""
+    if caller.is_server or role is None or not found:
+        return message_not_found(chat_id, message_id)
+    return Forbidden(f"As a {role} of chat {chat_id} you may not {action.value}.")
+
+
+def server_refusal(action: Action) -> Problem:
+    """What the server gets for an action only users may do (RULES: server=False)."""
+    assert not RULES[action].server
+    return Forbidden(f"The server may not {action.value}: it acts as no user.")

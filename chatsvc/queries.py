@@ -22,19 +22,24 @@ CREATE_CHAT = statement("create_chat", ":one")
 CREATE_CHAT_ONCE = statement("create_chat_once", ":one")
 LIST_CHATS = statement("list_chats", ":val")
 LIST_CHATS_OF_USER = statement("list_chats_of_user", ":val")
+LIST_CHATS_BY_ACTIVITY = statement("list_chats_by_activity", ":val")
+LIST_CHATS_OF_USER_BY_ACTIVITY = statement("list_chats_of_user_by_activity", ":val")
 GET_CHATS_WITH_LATEST_MESSAGES = statement("get_chats_with_latest_messages", ":many")
 DELETE_CHAT = statement("delete_chat", ":one")
 CREATE_MESSAGE = statement("create_message", ":one")
 CREATE_MESSAGES = statement("create_messages", ":many")
 CREATE_MESSAGE_ONCE = statement("create_message_once", ":one")
 GET_MESSAGE = statement("get_message", ":val")
+EDIT_MESSAGE = statement("edit_message", ":one")
+DELETE_MESSAGE = statement("delete_message", ":one")
 LIST_MESSAGES_BEFORE = statement("list_messages_before", ":val")
 LIST_MESSAGES_AFTER = statement("list_messages_after", ":val")
-LIST_MESSAGE_EVENTS = statement("list_message_events", ":many")
+LIST_CHAT_EVENTS = statement("list_chat_events", ":many")
 LIST_MEMBERS = statement("list_members", ":val")
 PUT_MEMBER = statement("put_member", ":one")
 REMOVE_MEMBER = statement("remove_member", ":one")
-GET_LATEST_MESSAGE_ID = statement("get_latest_message_id", ":val")
+MARK_READ = statement("mark_read", ":one")
+GET_LATEST_EVENT_ID = statement("get_latest_event_id", ":val")
 WATCH_CHAT = statement("watch_chat", ":val")
 UNWATCH_CHAT = statement("unwatch_chat", ":exec")
 FORGET_GONE_LISTENERS = statement("forget_gone_listeners", ":exec")
@@ -85,6 +90,33 @@ class Removal(NamedTuple):
     removed: bool  # the member was there, and the caller could remove them
 
 
+class MessageRefused(NamedTuple):
+    """An edit or deletion that was not done: the caller's role in the chat (None: not a
+    member) and whether the chat holds the message."""
+
+    caller_role: str | None
+    found: bool
+
+
+class ActivityCursor(NamedTuple):
+    """Where a page of GET /chats/?order=activity starts: below this chat's (activity, id)."""
+
+    activity: int
+    chat_id: int
+
+
+FIRST_BY_ACTIVITY = ActivityCursor(NEWEST, NEWEST)
+
+
+class ChatEvent(NamedTuple):
+    """One event of a resumed stream's backfill (sql/events/list_chat_events.sql)."""
+
+    id: int
+    kind: str  # message, message_updated or message_deleted
+    message_id: int
+    message_json: str | None  # the Message as it is now; None for message_deleted
+
+
 class KeyedResourceGone(Exception):
     """An Idempotency-Key whose chat has been deleted since the first request."""
 
@@ -130,6 +162,22 @@ async def list_chats_of_user(db: Pool, before: int | None, limit: int, user: str
     async with db.connection() as conn:
         listing: str = await conn.fetchval(
             LIST_CHATS_OF_USER, NEWEST if before is None else before, limit, user
+        )
+    return listing
+
+
+async def list_chats_by_activity(db: Pool, cursor: ActivityCursor, limit: int) -> str:
+    """A page of every chat, most recently active first, as JSON {chats, next_cursor}."""
+    async with db.connection() as conn:
+        listing: str = await conn.fetchval(LIST_CHATS_BY_ACTIVITY, cursor.activity, cursor.chat_id, limit)
+    return listing
+
+
+async def list_chats_of_user_by_activity(db: Pool, cursor: ActivityCursor, limit: int, user: str) -> str:
+    """A page of the user's chats, most recently active first, as JSON {chats, next_cursor}."""
+    async with db.connection() as conn:
+        listing: str = await conn.fetchval(
+            LIST_CHATS_OF_USER_BY_ACTIVITY, cursor.activity, cursor.chat_id, limit, user
         )
     return listing
 
@@ -220,6 +268,33 @@ async def get_message(
     return message_json
 
 
+async def edit_message(
+    db: Pool,
+    chat_id: int,
+    message_id: int,
+    text: str,
+    user: str | None,
+    any_roles: list[str],
+    own_roles: list[str],
+) -> str | MessageRefused:
+    """The edited message as JSON; MessageRefused when nothing was edited."""
+    async with db.connection() as conn:
+        row = await conn.fetchrow(EDIT_MESSAGE, chat_id, message_id, text, user, any_roles, own_roles)
+    if row["message"] is None:
+        return MessageRefused(row["caller_role"], row["found"])
+    message_json: str = row["message"]
+    return message_json
+
+
+async def delete_message(
+    db: Pool, chat_id: int, message_id: int, user: str | None, any_roles: list[str], own_roles: list[str]
+) -> MessageRefused | None:
+    """None when the message was deleted; MessageRefused when it was not."""
+    async with db.connection() as conn:
+        row = await conn.fetchrow(DELETE_MESSAGE, chat_id, message_id, user, any_roles, own_roles)
+    return None if row["deleted"] else MessageRefused(row["caller_role"], row["found"])
+
+
 async def list_messages_before(
     db: Pool, chat_id: int, before: int | None, limit: int, user: str | None, roles: list[str]
 ) -> str | None:
@@ -242,11 +317,11 @@ async def list_messages_after(
     return page
 
 
-async def get_latest_message_id(db: Pool, chat_id: int, user: str | None, roles: list[str]) -> int | None:
-    """The chat's newest message id (0 when it has none); None when there is no such
-    chat or the caller may not follow it."""
+async def get_latest_event_id(db: Pool, chat_id: int, user: str | None, roles: list[str]) -> int | None:
+    """The chat's newest event id (0 when it never had a message); None when there is no
+    such chat or the caller may not follow it."""
     async with db.connection() as conn:
-        latest: int | None = await conn.fetchval(GET_LATEST_MESSAGE_ID, chat_id, user, roles)
+        latest: int | None = await conn.fetchval(GET_LATEST_EVENT_ID, chat_id, user, roles)
     return latest
 
 
@@ -278,13 +353,22 @@ async def remove_member(db: Pool, chat_id: int, member: str, user: str | None, r
     return Removal(row["chat_exists"], row["caller_role"], row["removed"])
 
 
-async def list_message_events(
-    db: Pool, chat_id: int, after: int, up_to: int, limit: int
-) -> list[tuple[int, str]]:
-    """(id, Message JSON) of the chat's messages with after < id <= up_to, oldest first, at most limit."""
+async def mark_read(db: Pool, chat_id: int, user: str, message_id: int, roles: list[str]) -> str | Refused:
+    """The member's read state as JSON {chat_id, last_read_id}, its marker moved forward to
+    message_id; Refused when there is no such chat or the user may not mark it read."""
     async with db.connection() as conn:
-        rows = await conn.fetch(LIST_MESSAGE_EVENTS, chat_id, after, up_to, limit)
-    return [(row["id"], row["message"]) for row in rows]
+        row = await conn.fetchrow(MARK_READ, chat_id, user, message_id, roles)
+    if row["state"] is None:
+        return Refused(row["caller_role"])
+    state: str = row["state"]
+    return state
+
+
+async def list_chat_events(db: Pool, chat_id: int, after: int, up_to: int, limit: int) -> list[ChatEvent]:
+    """The chat's events with after < id <= up_to, in id order, at most limit."""
+    async with db.connection() as conn:
+        rows = await conn.fetch(LIST_CHAT_EVENTS, chat_id, after, up_to, limit)
+    return [ChatEvent(row["id"], row["kind"], row["message_id"], row["message"]) for row in rows]
 
 
 # The next three run on a process's LISTEN connection (chatsvc/live/hub.py), not the pool.

@@ -22,6 +22,46 @@ JSON = {"Content-Type": "application/json"}
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|\+00:00)")
 
 
+# Fills chats through SQL, as any writer that bypasses the service must
+# (migrations/0007): each message numbered after its chat's last, each chat's
+# counters moved. $1 chat ids, $2 messages per chat, $3 their text's prefix
+# (the n-th reads prefix || n), $4 their author.
+FILL_CHATS = """
+WITH filled AS (
+    INSERT INTO messages (chat_id, seq, author, text)
+    SELECT c.id, c.sent_count + n, $4::text, $3::text || n
+    FROM chats AS c, generate_series(1, $2::integer) AS n
+    WHERE c.id = ANY ($1::bigint[])
+    ORDER BY c.id, n
+    RETURNING chat_id, id
+)
+UPDATE chats
+SET sent_count = sent_count + $2, last_message_id = newest.id
+FROM (SELECT chat_id, max(id) AS id FROM filled GROUP BY chat_id) AS newest
+WHERE chats.id = newest.chat_id
+"""
+
+
+async def fill_chats(
+    db: asyncpg.Connection,
+    chat_ids: list[int],
+    count: int,
+    prefix: str = "message ",
+    author: str | None = None,
+) -> None:
+    """Adds count messages to each chat through SQL (much faster than sends)."""
+    await db.execute(FILL_CHATS, chat_ids, count, prefix, author)
+
+
+async def fill_chat(
+    db: asyncpg.Connection, chat_id: int, count: int, prefix: str = "message ", author: str | None = None
+) -> int:
+    """Adds count messages to the chat through SQL; its newest message id."""
+    await fill_chats(db, [chat_id], count, prefix, author)
+    newest: int = await db.fetchval("SELECT coalesce(max(id), 0) FROM messages WHERE chat_id = $1", chat_id)
+    return newest
+
+
 async def create_chat(client: TestClient[Any, Any], title: str = "chat") -> dict[str, Any]:
     response = await client.post("/chats/", json={"title": title})
     assert response.status == 201, await response.text()

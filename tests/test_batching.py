@@ -16,6 +16,7 @@ from chatsvc import batching, queries, reads, sends
 from chatsvc.db import DatabaseUnavailable, Pool, open_database
 from chatsvc.limits import WriteLimit
 from chatsvc.settings import Settings
+from tests.api import fill_chat
 from tests.credentials import CREDENTIALS
 
 # The server sends here: never charged, but a send carries its app's limit.
@@ -29,11 +30,7 @@ async def chats(pool: Pool) -> list[int]:
     async with pool.connection() as conn:
         for size in (0, 1, 5):
             chat_id = await conn.fetchval("INSERT INTO chats (title) VALUES ('batched') RETURNING id")
-            await conn.execute(
-                "INSERT INTO messages (chat_id, text) SELECT $1, 'm' || n FROM generate_series(1, $2) AS n",
-                chat_id,
-                size,
-            )
+            await fill_chat(conn, chat_id, size, "m")
             ids.append(chat_id)
     return ids
 

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from chatsvc.models import Chat, ChatWithMessages
-from tests.api import create_chat, error_locations, parse_time, problem, send
+from tests.api import create_chat, error_locations, fill_chat, parse_time, problem, send
 from tests.conftest import Client
 
 # -- POST /chats/ ------------------------------------------------------------
@@ -124,11 +124,12 @@ async def test_get_chat_returns_the_chat_with_its_messages_oldest_first(client: 
     assert response.content_type == "application/json"
     body = await response.json()
     ChatWithMessages.model_validate(body)
-    assert set(body) == {"id", "title", "created_at", "messages"}
+    assert set(body) == {"id", "title", "created_at", "messages", "last_message"}
+    assert body["last_message"] == body["messages"][-1]
     assert {key: body[key] for key in chat} == chat
     assert body["messages"] == sent
     for message in body["messages"]:
-        assert set(message) == {"id", "chat_id", "author", "text", "created_at"}
+        assert set(message) == {"id", "chat_id", "author", "text", "created_at", "edited_at"}
         parse_time(message["created_at"])
 
 
@@ -158,10 +159,7 @@ async def test_limit_returns_the_n_latest_oldest_first(client: Client, limit: in
 async def test_limit_100_returns_100_of_more(client: Client, db: asyncpg.Connection) -> None:
     chat = await create_chat(client)
     # Fill through SQL: 150 sends through HTTP would only slow the test down.
-    await db.execute(
-        "INSERT INTO messages (chat_id, text) SELECT $1, 'm' || n FROM generate_series(1, 150) AS n",
-        chat["id"],
-    )
+    await fill_chat(db, chat["id"], 150, "m")
     body = await (await client.get(f"/chats/{chat['id']}", params={"limit": "100"})).json()
     assert [m["text"] for m in body["messages"]] == [f"m{n}" for n in range(51, 151)]
 

@@ -108,8 +108,9 @@ async def test_every_get_route_answers_head(client: Client) -> None:
         ("PUT", "/chats/1", {"GET", "HEAD", "DELETE"}),
         ("PUT", "/chats/1/messages/", {"GET", "HEAD", "POST"}),
         ("DELETE", "/chats/1/messages", {"GET", "HEAD", "POST"}),
-        ("DELETE", "/chats/1/messages/1", {"GET", "HEAD"}),
+        ("PUT", "/chats/1/messages/1", {"GET", "HEAD", "PATCH", "DELETE"}),
         ("POST", "/chats/1/events", {"GET", "HEAD"}),
+        ("GET", "/chats/1/read", {"PUT"}),
     ],
 )
 async def test_wrong_method_is_405_with_allow(

@@ -339,12 +339,12 @@ async def test_a_subscriber_that_falls_behind_is_dropped_without_holding_up_the_
                 )
                 event = await reading.next(5)
                 assert event is not None
-                received.append(event.message_id)
+                received.append(event.event_id)
             assert len(set(received)) == 12
             assert stalled.ended
             pending = [await stalled.next(1) for _ in range(7)]
             # What it had, then the end, then nothing: no more is kept for it.
-            assert [event.message_id for event in pending[:5] if event] == received[:5]
+            assert [event.event_id for event in pending[:5] if event] == received[:5]
             assert pending[5:] == [TOO_SLOW, None]
             assert hub.subscriber_count == 2
         assert hub.subscriber_count == 0

@@ -20,7 +20,7 @@ async def history(client: Client, chat_id: int, query: str = "") -> dict[str, An
     assert set(page) == {"messages", "has_more"}
     for message in page["messages"]:
         Message.model_validate(message)
-        assert set(message) == {"id", "chat_id", "author", "text", "created_at"}
+        assert set(message) == {"id", "chat_id", "author", "text", "created_at", "edited_at"}
         assert message["chat_id"] == chat_id
     ids = [message["id"] for message in page["messages"]]
     assert ids == sorted(ids), "pages list oldest first"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from chatsvc.models import Chat
+from chatsvc.models import ChatSummary
 from tests.api import create_chat, error_locations, problem
 from tests.conftest import Client
 
@@ -18,9 +18,15 @@ async def listing(client: Client, query: str = "") -> dict[str, Any]:
     page: dict[str, Any] = await response.json()
     assert set(page) == {"chats", "next_before"}
     for chat in page["chats"]:
-        Chat.model_validate(chat)
-        assert set(chat) == {"id", "title", "created_at"}
+        ChatSummary.model_validate(chat)
+        # The server's listing: each chat with its newest message, and no read state.
+        assert set(chat) == {"id", "title", "created_at", "last_message"}
     return page
+
+
+def as_listed(created: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chats as the listing shows them while they hold no message."""
+    return [{**chat, "last_message": None} for chat in created]
 
 
 async def all_pages(client: Client, limit: int) -> list[dict[str, Any]]:
@@ -39,7 +45,7 @@ async def test_no_chats_is_an_empty_page_without_next(empty_client: Client) -> N
 async def test_newest_first_with_twenty_by_default(empty_client: Client) -> None:
     created = [await create_chat(empty_client, f"chat {n}") for n in range(25)]
     page = await listing(empty_client)
-    assert page["chats"] == created[::-1][:20]
+    assert page["chats"] == as_listed(created[::-1][:20])
     assert page["next_before"] == created[5]["id"]
     without_slash = await empty_client.get("/chats")
     assert without_slash.status == 200 and await without_slash.json() == page

@@ -17,7 +17,7 @@ from pytest_aiohttp import AiohttpClient
 from chatsvc.app import create_app
 from chatsvc.models import Member, MemberPage
 from chatsvc.settings import Settings
-from tests.api import RFC3339_UTC, error_locations, problem
+from tests.api import RFC3339_UTC, error_locations, fill_chat, problem
 from tests.conftest import Client
 from tests.credentials import SERVER, user
 from tests.sse import EndOfStream, EventStream
@@ -308,9 +308,9 @@ async def test_messages_from_before_members_existed_keep_working_for_the_server(
 ) -> None:
     """A v2 chat: no members, messages with a null author, written as v2 wrote them."""
     chat_id = await db.fetchval("INSERT INTO chats (title) VALUES ('v2') RETURNING id")
-    await db.execute("INSERT INTO messages (chat_id, text) VALUES ($1, 'old')", chat_id)
+    await fill_chat(db, chat_id, 1, "old")
     chat = await (await client.get(f"/chats/{chat_id}")).json()
-    assert [(m["text"], m["author"]) for m in chat["messages"]] == [("old", None)]
+    assert [(m["text"], m["author"]) for m in chat["messages"]] == [("old1", None)]
     assert (await client.post(f"/chats/{chat_id}/messages/", json={"text": "new"})).status == 201
 
 

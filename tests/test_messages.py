@@ -20,7 +20,7 @@ async def test_send_returns_201_the_message_and_its_location(client: Client) -> 
     assert response.content_type == "application/json"
     message = await response.json()
     Message.model_validate(message)
-    assert set(message) == {"id", "chat_id", "author", "text", "created_at"}
+    assert set(message) == {"id", "chat_id", "author", "text", "created_at", "edited_at"}
     assert isinstance(message["id"], int) and message["id"] > 0
     assert message["chat_id"] == chat["id"]
     assert message["text"] == "Hello there"

@@ -24,6 +24,7 @@ TABLES = {
     "message_idempotency_keys",
     "chat_listeners",
     "user_write_buckets",
+    "message_changes",
 }
 
 
@@ -84,15 +85,20 @@ def test_schema_keys_and_cascade(database_url: str) -> None:
     assert "char_length(title) >= 1" in constraints["chats_title_length"]
     assert "char_length(title) <= 200" in constraints["chats_title_length"]
     assert "char_length(text) <= 5000" in constraints["messages_text_length"]
-    # The one nullable column: a message from the application has no author.
-    assert not_null == [("messages", "author")]
+    # The nullable columns: a chat without messages has no newest one, a message
+    # from the application has no author, and one never edited no edited_at.
+    assert sorted(not_null) == [
+        ("chats", "last_message_id"),
+        ("messages", "author"),
+        ("messages", "edited_at"),
+    ]
     # Every key and unique index on messages leads with chat_id (shardable by chat).
     assert message_indexes and all("(chat_id" in indexdef for (indexdef,) in message_indexes)
 
 
 def test_every_reference_to_a_chat_cascades(database_url: str) -> None:
     """Deleting a chat takes with it every row that hangs on it: its messages, its
-    members, its message keys and its listeners' registrations. (Chat keys have no foreign key on
+    members, its message keys, its change log and its listeners' registrations. (Chat keys have no foreign key on
     purpose: they outlive their chat, so a retry after a delete is 404.)"""
     with psycopg.connect(database_url) as conn:
         references = conn.execute(
@@ -102,6 +108,7 @@ def test_every_reference_to_a_chat_cascades(database_url: str) -> None:
     assert references == [
         ("chat_listeners", "c"),
         ("chat_members", "c"),
+        ("message_changes", "c"),
         ("message_idempotency_keys", "c"),
         ("messages", "c"),
     ]
@@ -113,7 +120,10 @@ def test_every_reference_to_a_chat_cascades(database_url: str) -> None:
         ("INSERT INTO chats (title) VALUES (repeat('x', 201))", psycopg.errors.CheckViolation),
         ("INSERT INTO chats (title) VALUES ('')", psycopg.errors.CheckViolation),
         ("INSERT INTO chats (title) VALUES (NULL)", psycopg.errors.NotNullViolation),
-        ("INSERT INTO messages (chat_id, text) VALUES (-1, 'orphan')", psycopg.errors.ForeignKeyViolation),
+        (
+            "INSERT INTO messages (chat_id, seq, text) VALUES (-1, 1, 'orphan')",
+            psycopg.errors.ForeignKeyViolation,
+        ),
     ],
 )
 def test_the_database_holds_the_invariants_itself(
@@ -128,9 +138,13 @@ def test_message_text_limit_is_enforced_by_the_database(database_url: str) -> No
         (chat_id,) = conn.execute("INSERT INTO chats (title) VALUES ('limits') RETURNING id").fetchone() or (
             0,
         )
-        conn.execute("INSERT INTO messages (chat_id, text) VALUES (%s, repeat('é', 5000))", (chat_id,))
+        conn.execute(
+            "INSERT INTO messages (chat_id, seq, text) VALUES (%s, 1, repeat('é', 5000))", (chat_id,)
+        )
         with pytest.raises(psycopg.errors.CheckViolation):
-            conn.execute("INSERT INTO messages (chat_id, text) VALUES (%s, repeat('é', 5001))", (chat_id,))
+            conn.execute(
+                "INSERT INTO messages (chat_id, seq, text) VALUES (%s, 2, repeat('é', 5001))", (chat_id,)
+            )
 
 
 async def test_v2_data_keeps_working_for_the_server_after_the_members_migration(

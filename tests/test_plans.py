@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 
 from chatsvc import queries
+from tests.api import fill_chat, fill_chats
 
 BIG = 50_000
 CHATS = 20_000
@@ -40,14 +41,9 @@ async def big(big_database: str) -> AsyncIterator[tuple[asyncpg.Connection, int]
         await conn.execute(
             "INSERT INTO chats (title) SELECT 'small ' || n FROM generate_series(1, $1) AS n", CHATS
         )
-        await conn.execute(
-            "INSERT INTO messages (chat_id, text) SELECT c.id, 'm' FROM chats AS c, generate_series(1, 2)"
-        )
-        await conn.execute(
-            "INSERT INTO messages (chat_id, text) SELECT $1, 'message ' || n FROM generate_series(1, $2) AS n",
-            chat_id,
-            BIG,
-        )
+        smalls = [row["id"] for row in await conn.fetch("SELECT id FROM chats WHERE id <> $1", chat_id)]
+        await fill_chats(conn, smalls, 2, "m")
+        await fill_chat(conn, chat_id, BIG)
         await conn.execute(
             "INSERT INTO chat_members (chat_id, user_id, role)"
             " SELECT id, 'user-' || id % $1, 'owner' FROM chats WHERE id <> $2",

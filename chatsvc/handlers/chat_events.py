@@ -1,4 +1,4 @@
-"""/chats/{chat_id}/events: a chat's new messages as Server-Sent Events (chatsvc/live/)."""
+"""/chats/{chat_id}/events: a chat's new, edited and deleted messages as Server-Sent Events (chatsvc/live/)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ async def chat_events(request: web.Request) -> web.StreamResponse:
         # live, and so does the removal of a member who may follow it now.
         if not await hub.watch(chat_id):
             raise chat_not_found(chat_id)
-        latest = await queries.get_latest_message_id(db, chat_id, caller.user, _READERS)
+        latest = await queries.get_latest_event_id(db, chat_id, caller.user, _READERS)
         if latest is None:  # deleted since, or the caller may not follow it
             raise chat_not_found(chat_id)
         response = web.StreamResponse(headers=HEADERS)

@@ -18,10 +18,18 @@ from chatsvc.openapi import (
     Routes,
     json_content,
 )
-from chatsvc.parameters import CHAT_MESSAGES_LIMIT, CHATS_BEFORE, CHATS_LIMIT, IDEMPOTENCY_KEY
+from chatsvc.parameters import (
+    CHAT_MESSAGES_LIMIT,
+    CHATS_BEFORE,
+    CHATS_CURSOR,
+    CHATS_LIMIT,
+    CHATS_ORDER,
+    IDEMPOTENCY_KEY,
+)
 from chatsvc.parsing import idempotency_key, json_body, path_id
 from chatsvc.permissions import OWNER, Action, chat_not_found, refusal, roles_allowed
-from chatsvc.queries import Members
+from chatsvc.problems import ValidationFailed
+from chatsvc.queries import FIRST_BY_ACTIVITY, ActivityCursor, Members
 
 
 def members_of_new_chat(caller: Caller, body: ChatCreate) -> Members:
@@ -52,11 +60,25 @@ async def create_chat(request: web.Request) -> web.Response:
     return created_response(chat, location=f"/chats/{chat.id}")
 
 
+def _not_with(order: str, name: str) -> ValidationFailed:
+    return ValidationFailed([{"loc": ["query", name], "msg": f"does not page a listing by {order}"}])
+
+
 async def list_chats(request: web.Request) -> web.Response:
     caller = caller_of(request)
     limit = CHATS_LIMIT.parse(request)
-    before = CHATS_BEFORE.parse(request)
+    order = CHATS_ORDER.parse(request)
+    before, cursor = CHATS_BEFORE.parse(request), CHATS_CURSOR.parse(request)
     db = request.app[DATABASE]
+    if order == "activity":
+        if before is not None:
+            raise _not_with(order, CHATS_BEFORE.name)
+        start = FIRST_BY_ACTIVITY if cursor is None else ActivityCursor(*cursor)
+        if caller.user is None:
+            return json_response(await queries.list_chats_by_activity(db, start, limit))
+        return json_response(await queries.list_chats_of_user_by_activity(db, start, limit, caller.user))
+    if cursor is not None:
+        raise _not_with(order, CHATS_CURSOR.name)
     if caller.user is None:
         return json_response(await queries.list_chats(db, before, limit))
     return json_response(await queries.list_chats_of_user(db, before, limit, caller.user))
@@ -88,15 +110,36 @@ ROUTES: Routes = {
         "GET": Route(
             list_chats,
             Operation(
-                "List chats, newest first",
+                "List chats, newest or most recently active first",
                 (
                     200,
-                    "One page of chats; follow `next_before` until it is null.",
-                    json_content(models.ChatPage),
+                    (
+                        "One page of chats; follow `next_before` (or, by activity, `next_cursor`) until"
+                        " it is null. For a user each chat carries their `last_read_id` and `unread_count`."
+                    ),
+                    {
+                        "application/json": {
+                            "schema": {
+                                "oneOf": [
+                                    {"$ref": "#/components/schemas/ChatPage"},
+                                    {"$ref": "#/components/schemas/ChatActivityPage"},
+                                ]
+                            }
+                        }
+                    },
                 ),
                 (422, 503),
-                (parameters.CHATS_LIMIT.openapi(), parameters.CHATS_BEFORE.openapi()),
-                description="For a user, the chats they are a member of; for the server, every chat.",
+                (
+                    parameters.CHATS_LIMIT.openapi(),
+                    parameters.CHATS_ORDER.openapi(),
+                    parameters.CHATS_BEFORE.openapi(),
+                    parameters.CHATS_CURSOR.openapi(),
+                ),
+                description="For a user, the chats they are a member of; for the server, every chat."
+                " `before` pages `order=created` (the default) and `cursor` pages `order=activity`;"
+                " either with the other order is 422 (a rule across parameters, which JSON Schema"
+                " cannot state for separate query parameters). By activity, a chat whose activity"
+                " does not change while a client pages appears exactly once.",
             ),
         ),
         "POST": Route(

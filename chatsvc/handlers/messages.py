@@ -5,7 +5,7 @@ from aiohttp import web
 from chatsvc import limits, models, parameters, queries, sends
 from chatsvc.handlers import caller_of, created_response, json_response
 from chatsvc.keys import DATABASE, SETTINGS, WRITE_LIMIT
-from chatsvc.models import MessageCreate
+from chatsvc.models import MessageCreate, MessageEdit
 from chatsvc.openapi import (
     BODY_PROBLEMS,
     CHAT_ID,
@@ -19,8 +19,16 @@ from chatsvc.openapi import (
 )
 from chatsvc.parameters import HISTORY_AFTER, HISTORY_BEFORE, HISTORY_LIMIT, IDEMPOTENCY_KEY
 from chatsvc.parsing import idempotency_key, json_body, path_id
-from chatsvc.permissions import Action, chat_not_found, roles_allowed
-from chatsvc.problems import NotFound, ValidationFailed
+from chatsvc.permissions import (
+    Action,
+    chat_not_found,
+    message_not_found,
+    message_refusal,
+    own_roles_allowed,
+    roles_allowed,
+)
+from chatsvc.problems import ValidationFailed
+from chatsvc.queries import MessageRefused
 
 _READERS = roles_allowed(Action.READ)
 
@@ -71,8 +79,44 @@ async def get_message(request: web.Request) -> web.Response:
     )
     if message_json is None:
         # The same answer whether the chat is missing, or the caller is not its member.
-        raise NotFound(f"Chat {chat_id} holds no message {message_id}.")
+        raise message_not_found(chat_id, message_id)
     return json_response(message_json)
+
+
+async def edit_message(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    chat_id, message_id = path_id(request, "chat_id"), path_id(request, "message_id")
+    body = await json_body(request, MessageEdit, request.app[SETTINGS].body_timeout)
+    action = Action.EDIT_MESSAGE
+    edited = await queries.edit_message(
+        request.app[DATABASE],
+        chat_id,
+        message_id,
+        body.text,
+        caller.user,
+        roles_allowed(action),
+        own_roles_allowed(action),
+    )
+    if isinstance(edited, MessageRefused):
+        raise message_refusal(caller, edited.caller_role, edited.found, action, chat_id, message_id)
+    return json_response(edited)
+
+
+async def delete_message(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    chat_id, message_id = path_id(request, "chat_id"), path_id(request, "message_id")
+    action = Action.DELETE_MESSAGE
+    refused = await queries.delete_message(
+        request.app[DATABASE],
+        chat_id,
+        message_id,
+        caller.user,
+        roles_allowed(action),
+        own_roles_allowed(action),
+    )
+    if refused is not None:
+        raise message_refusal(caller, refused.caller_role, refused.found, action, chat_id, message_id)
+    return web.Response(status=204)
 
 
 ROUTES: Routes = {
@@ -124,6 +168,37 @@ ROUTES: Routes = {
                 (200, "The message.", json_content(models.Message)),
                 (404, 503),
                 (CHAT_ID, MESSAGE_ID),
+            ),
+        ),
+        "PATCH": Route(
+            edit_message,
+            Operation(
+                "Edit a message's text",
+                (
+                    200,
+                    (
+                        "The message with its new text and `edited_at`; its id, author, `created_at`"
+                        " and place in the chat do not change."
+                    ),
+                    json_content(models.Message),
+                ),
+                (*BODY_PROBLEMS, 403),
+                (CHAT_ID, MESSAGE_ID),
+                models.MessageEdit,
+                description="The server may edit any message, a member only their own (403 for"
+                " another's); anyone else gets 404. Followers of the chat get `message_updated`.",
+            ),
+        ),
+        "DELETE": Route(
+            delete_message,
+            Operation(
+                "Delete a message",
+                (204, "Deleted: gone from every read, its text removed from the database.", None),
+                (403, 404, 503),
+                (CHAT_ID, MESSAGE_ID),
+                description="The server and the chat's owners may delete any message, a member only"
+                " their own (403 for another's); anyone else gets 404. Followers of the chat get"
+                " `message_deleted`.",
             ),
         ),
     },

@@ -19,7 +19,9 @@ class Event:
     """An SSE frame, encoded once for every subscriber."""
 
     frame: bytes
-    message_id: int = 0  # 0 for frames that are not messages
+    # The event's id: a message's id for `message`, an edit's or deletion's for the
+    # others (migrations/0007); 0 for frames without one.
+    event_id: int = 0
     final: bool = False  # the stream ends after this frame
     # Set for a member's removal: the frame ends only that user's streams on the chat.
     user: str | None = None
@@ -27,6 +29,20 @@ class Event:
 
 def message_event(message_id: int, message_json: str) -> Event:
     return Event(b"id: %d\nevent: message\ndata: %s\n\n" % (message_id, message_json.encode()), message_id)
+
+
+def message_updated_event(event_id: int, message_json: str) -> Event:
+    """An edit: the Message as edited, under the edit's event id."""
+    return Event(
+        b"id: %d\nevent: message_updated\ndata: %s\n\n" % (event_id, message_json.encode()), event_id
+    )
+
+
+def message_deleted_event(event_id: int, chat_id: int, message_id: int) -> Event:
+    return Event(
+        b'id: %d\nevent: message_deleted\ndata: {"chat_id":%d,"id":%d}\n\n' % (event_id, chat_id, message_id),
+        event_id,
+    )
 
 
 def chat_deleted_event(chat_id: int) -> Event:

@@ -3,6 +3,8 @@
     message <chat_id> <message_id> <part>/<parts> <piece of the Message JSON>
     chat_deleted <chat_id>
     member_removed <chat_id> <user_id>      (migrations/0005.members-and-authors.sql)
+    message_updated <chat_id> <event_id> <part>/<parts> <piece of the Message JSON>
+    message_deleted <chat_id> <event_id> <message_id>   (migrations/0007)
 
 A Message JSON longer than one notification (NOTIFY's 8000 bytes) comes in
 consecutive pieces, reassembled here.
@@ -12,7 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from chatsvc.live.frames import Event, chat_deleted_event, member_removed_event, message_event
+from chatsvc.live.frames import (
+    Event,
+    chat_deleted_event,
+    member_removed_event,
+    message_deleted_event,
+    message_event,
+    message_updated_event,
+)
 
 CHANNEL = "chatsvc_events"  # the triggers' channel
 
@@ -21,7 +30,7 @@ class Notifications:
     """Parses payloads in the order they arrive, holding the pieces of long messages."""
 
     def __init__(self) -> None:
-        self._pieces: dict[int, list[str]] = {}  # pieces of Message JSON so far, by message id
+        self._pieces: dict[int, list[str]] = {}  # pieces of Message JSON so far, by event id
 
     def clear(self) -> None:
         """Forgets partial messages (the listening connection is gone: the rest will not come)."""
@@ -37,21 +46,29 @@ class Notifications:
         if kind == "member_removed":
             chat, user = rest.split(" ", 1)
             return int(chat), member_removed_event(user)
-        if kind != "message":
+        if kind == "message_deleted":
+            chat, event, message = rest.split(" ")
+            chat_id = int(chat)
+            if not followed(chat_id):
+                return None
+            return chat_id, message_deleted_event(int(event), chat_id, int(message))
+        if kind not in ("message", "message_updated"):
             raise ValueError(kind)
-        chat, message, part, piece = rest.split(" ", 3)
-        chat_id, message_id = int(chat), int(message)
+        chat, event, part, piece = rest.split(" ", 3)
+        chat_id, event_id = int(chat), int(event)
         if not followed(chat_id):
             return None
         index, count = part.split("/")
         if count != "1":  # a long message arrives in pieces, consecutively
             if index == "1":
-                self._pieces[message_id] = []
-            pieces = self._pieces.get(message_id)
+                self._pieces[event_id] = []
+            pieces = self._pieces.get(event_id)
             if pieces is None:  # its first piece came before anyone followed the chat
                 return None
             pieces.append(piece)
             if index != count:
                 return None
-            piece = "".join(self._pieces.pop(message_id))
-        return chat_id, message_event(message_id, piece)
+            piece = "".join(self._pieces.pop(event_id))
+        if kind == "message":
+            return chat_id, message_event(event_id, piece)
+        return chat_id, message_updated_event(event_id, piece)

@@ -1,9 +1,10 @@
 """One event stream's life once its response is open: what it missed, then live events.
 
-A resumed stream first sends the messages it missed, read from the database
-up to the newest one at the moment it subscribed, then its live events; the
-two overlap (it subscribed before it read), and the overlap is skipped by
-id, so nothing is lost or repeated across a reconnect. A comment goes out
+A resumed stream first sends what it missed, read from the database up to
+the newest event at the moment it subscribed (sql/events/list_chat_events.sql:
+messages sent, edited and deleted since, each as it is now), then its live
+events; the two overlap (it subscribed before it read), and the overlap is
+skipped by event id, so nothing is lost or repeated across a reconnect. A comment goes out
 every heartbeat seconds, busy or quiet, and a client that leaves a frame
 unread for SEND_TIMEOUT is cut off.
 """
@@ -16,10 +17,18 @@ from aiohttp import web
 
 from chatsvc import queries
 from chatsvc.db import DatabaseUnavailable, Pool
-from chatsvc.live.frames import HEARTBEAT, INTERRUPTED, OPENING, Event, message_event
+from chatsvc.live.frames import (
+    HEARTBEAT,
+    INTERRUPTED,
+    OPENING,
+    Event,
+    message_deleted_event,
+    message_event,
+    message_updated_event,
+)
 from chatsvc.live.hub import Subscription
 
-BACKFILL_BATCH = 100  # messages read per query while catching a resumed stream up
+BACKFILL_BATCH = 100  # events read per query while catching a resumed stream up
 SEND_TIMEOUT = 30.0  # seconds a client may leave a frame unread before it is cut off
 
 
@@ -34,30 +43,30 @@ async def run_stream(
     latest: int,
     heartbeat: float,
 ) -> None:
-    """Sends what the stream missed (ids in sent_up_to..latest), then live events, until
-    the subscription ends or the client leaves."""
+    """Sends what the stream missed (event ids in sent_up_to..latest), then live events,
+    until the subscription ends or the client leaves."""
     try:
         await _send(request, response, OPENING)
-        while sent_up_to < latest:  # the messages a resumed stream missed
+        while sent_up_to < latest:  # what a resumed stream missed
             try:
-                missed = await queries.list_message_events(db, chat_id, sent_up_to, latest, BACKFILL_BATCH)
+                missed = await queries.list_chat_events(db, chat_id, sent_up_to, latest, BACKFILL_BATCH)
             except DatabaseUnavailable:
                 await _send(request, response, INTERRUPTED.frame)
                 return
             if not missed:
-                break  # the chat was deleted meanwhile; its event is pending
-            for message_id, message_json in missed:
-                await _send(request, response, message_event(message_id, message_json).frame)
-                sent_up_to = message_id
+                break  # nothing left up to latest (or the chat was deleted: its event is pending)
+            for change in missed:
+                await _send(request, response, _backfill_event(chat_id, change).frame)
+                sent_up_to = change.id
         # A comment every heartbeat seconds, busy or quiet: the contract
         # promises one at least every 15 s, whatever else is sent.
         loop = asyncio.get_running_loop()
         heartbeat_due = loop.time() + heartbeat
         while True:
             event: Event | None = await subscription.next(max(0.0, heartbeat_due - loop.time()))
-            if event is not None and (event.message_id == 0 or event.message_id > sent_up_to):
+            if event is not None and (event.event_id == 0 or event.event_id > sent_up_to):
                 await _send(request, response, event.frame)
-                sent_up_to = max(sent_up_to, event.message_id)
+                sent_up_to = max(sent_up_to, event.event_id)
                 if event.final:
                     break
             if loop.time() >= heartbeat_due:
@@ -66,6 +75,14 @@ async def run_stream(
         await response.write_eof()
     except ConnectionResetError:
         pass  # the client left; nothing more to send
+
+
+def _backfill_event(chat_id: int, change: queries.ChatEvent) -> Event:
+    if change.message_json is None:
+        return message_deleted_event(change.id, chat_id, change.message_id)
+    if change.kind == "message":
+        return message_event(change.id, change.message_json)
+    return message_updated_event(change.id, change.message_json)
 
 
 async def _send(request: web.Request, response: web.StreamResponse, frame: bytes) -> None:

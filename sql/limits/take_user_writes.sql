@@ -1,6 +1,6 @@
 -- name: take_user_writes :many
 -- serves: chatsvc serve: every write by a user (each request but GET and HEAD to a protected route), before its handler (chatsvc/app.py)
--- serves: POST /chats (by a user); DELETE /chats/{chat_id} (by a user); POST /chats/{chat_id}/messages (by a user); PUT /chats/{chat_id}/members/{user} (by a user); DELETE /chats/{chat_id}/members/{user} (by a user)
+-- serves: POST /chats (by a user); DELETE /chats/{chat_id} (by a user); POST /chats/{chat_id}/messages (by a user); PUT /chats/{chat_id}/members/{user} (by a user); DELETE /chats/{chat_id}/members/{user} (by a user); PATCH /chats/{chat_id}/messages/{message_id} (by a user); DELETE /chats/{chat_id}/messages/{message_id} (by a user); PUT /chats/{chat_id}/read (by a user)
 -- Charges writes to their users' token buckets (migrations/0006): those that
 -- queued for a connection together (chatsvc/batching.py), one user's more
 -- than once included. A bucket refills by the time elapsed since full_at was

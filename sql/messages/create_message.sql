@@ -7,15 +7,16 @@
 -- its id only after the previous send committed, so ids increase in the order
 -- messages become visible. A chat deleted before or during the send yields no
 -- row (-> 404): DELETE takes a conflicting lock, and once it commits the
--- locked row is gone, so the INSERT selects nothing.
+-- locked row is gone, so the INSERT selects nothing. The message takes the
+-- chat's next seq, and the chat's counters move (migrations/0007).
 -- params: $1 chat_id bigint, $2 text text (trimmed, 1 to 5000 code points),
 --         $3 author text (null: from the application), $4 caller_user text (null for the server),
 --         $5 roles text[] (member roles allowed to send)
--- returns: id bigint, message json {id, chat_id, author, text, created_at},
+-- returns: id bigint, message json {id, chat_id, author, text, created_at, edited_at},
 --          or no row when the chat does not exist or the caller may not send there
 -- uses: chats_pkey; chat_members_pkey; messages_pkey
 WITH chat AS (
-    SELECT id
+    SELECT id, sent_count
     FROM chats
     WHERE id = $1
         AND (
@@ -25,10 +26,18 @@ WITH chat AS (
             ) = ANY ($5::text[])
         )
     FOR NO KEY UPDATE
+),
+created AS (
+    INSERT INTO messages (chat_id, seq, author, text)
+    SELECT chat.id, chat.sent_count + 1, $3, $2
+    FROM chat
+    RETURNING id, chat_id, author, text, created_at, edited_at
+),
+counted AS (
+    UPDATE chats
+    SET sent_count = sent_count + 1, last_message_id = created.id
+    FROM created
+    WHERE chats.id = created.chat_id
 )
-INSERT INTO messages (chat_id, author, text)
-SELECT chat.id, $3, $2
-FROM chat
-RETURNING
-    id,
-    (SELECT to_json(message) FROM (SELECT id, chat_id, author, text, created_at) AS message) AS message;
+SELECT id, to_json(created) AS message
+FROM created;

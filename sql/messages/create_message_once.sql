@@ -6,7 +6,8 @@
 -- the message the key stored. Keys belong to their caller: a user id, or ''
 -- for the server. Only for a caller who may send there, as create_message.sql,
 -- whose chat lock it takes too, so sends stay ordered and a deleted chat
--- yields no row (-> 404); its keys went with it.
+-- yields no row (-> 404); its keys went with it. A message stored takes the
+-- chat's next seq and moves the chat's counters, as in create_message.sql.
 -- Two first requests racing with one key: the second one's key insert fails
 -- on message_idempotency_keys_pkey and its message is rolled back with it;
 -- the caller runs the statement again and now finds the key (chatsvc/idempotency.py).
@@ -17,11 +18,11 @@
 -- returns: id bigint (the message's), replayed bool, same_body bool (the
 --          retry's body equals the first one's; for keys recorded without a
 --          fingerprint, its text equals the stored one), message json
---          {id, chat_id, author, text, created_at}; no row when the chat does
+--          {id, chat_id, author, text, created_at, edited_at}; no row when the chat does
 --          not exist or the caller may not send there
 -- uses: chats_pkey; chat_members_pkey; message_idempotency_keys_pkey (chat_id, caller, key); messages_pkey
 WITH chat AS (
-    SELECT id
+    SELECT id, sent_count
     FROM chats
     WHERE id = $1
         AND (
@@ -40,18 +41,24 @@ earlier AS (
     FROM chat
     JOIN message_idempotency_keys AS key_row ON key_row.chat_id = chat.id
     JOIN LATERAL (
-        SELECT id, chat_id, author, text, created_at
+        SELECT id, chat_id, author, text, created_at, edited_at
         FROM messages
         WHERE chat_id = key_row.chat_id AND id = key_row.message_id
     ) AS message ON true
     WHERE key_row.caller = coalesce($4, '') AND key_row.key = $6
 ),
 created AS (
-    INSERT INTO messages (chat_id, author, text)
-    SELECT chat.id, $3, $2
+    INSERT INTO messages (chat_id, seq, author, text)
+    SELECT chat.id, chat.sent_count + 1, $3, $2
     FROM chat
     WHERE NOT EXISTS (SELECT FROM earlier)
-    RETURNING id, chat_id, author, text, created_at
+    RETURNING id, chat_id, author, text, created_at, edited_at
+),
+counted AS (
+    UPDATE chats
+    SET sent_count = sent_count + 1, last_message_id = created.id
+    FROM created
+    WHERE chats.id = created.chat_id
 ),
 recorded AS (
     INSERT INTO message_idempotency_keys (chat_id, caller, key, message_id, fingerprint)

@@ -26,14 +26,15 @@
 -- locked in user id order, as take_user_writes.sql does, so no two
 -- statements wait for each other in a cycle.
 -- Messages are inserted in the order given, so their ids rise in that order:
--- the n-th message stored is the n-th send stored.
+-- the n-th message stored is the n-th send stored. Each takes its chat's next
+-- seq, and each chat's counters move once (migrations/0007).
 -- params: $1 chat_ids bigint[], $2 texts text[] (trimmed, 1 to 5000 code points),
 --         $3 authors text[] (null: from the application), $4 caller_users text[]
 --         (null for the server, who is not charged); all four the same length, the
 --         i-th of each is the i-th send. $5 roles text[] (member roles allowed to send),
 --         $6 per_write interval (1 / CHATSVC_USER_WRITE_RATE seconds), $7 burst integer
 -- returns: position bigint (1-based index into the arrays), then id bigint,
---          message json {id, chat_id, author, text, created_at} and retry_after
+--          message json {id, chat_id, author, text, created_at, edited_at} and retry_after
 --          interval: a stored message (retry_after null), a send refused by the
 --          write limit (id and message null; retry_after: until a token is
 --          there), or a send whose chat was busy (all three null); no row for
@@ -89,14 +90,15 @@ allowed AS (
     SELECT * FROM send WHERE position NOT IN (SELECT position FROM refused)
 ),
 chat AS (
-    SELECT id
+    SELECT id, sent_count
     FROM chats
     WHERE id = ANY ($1::bigint[])
     FOR NO KEY UPDATE SKIP LOCKED
 ),
 stored AS (
     SELECT send.chat_id, send.text, send.author, send.position,
-        row_number() OVER (ORDER BY send.position) AS nth
+        row_number() OVER (ORDER BY send.position) AS nth,
+        chat.sent_count + row_number() OVER (PARTITION BY send.chat_id ORDER BY send.position) AS seq
     FROM allowed AS send
     JOIN chat ON chat.id = send.chat_id
     -- A scalar subquery, not EXISTS: it stays one primary-key probe per send,
@@ -109,13 +111,24 @@ stored AS (
         ) = ANY ($5::text[])
 ),
 created AS (
-    INSERT INTO messages (chat_id, author, text)
-    SELECT chat_id, author, text
+    INSERT INTO messages (chat_id, seq, author, text)
+    SELECT chat_id, seq, author, text
     FROM stored
     ORDER BY position
     RETURNING
         id,
-        (SELECT to_json(message) FROM (SELECT id, chat_id, author, text, created_at) AS message) AS message
+        chat_id,
+        (SELECT to_json(message) FROM (SELECT id, chat_id, author, text, created_at, edited_at) AS message) AS message
+),
+counted AS (
+    UPDATE chats
+    SET sent_count = chats.sent_count + sent.messages, last_message_id = sent.last_message_id
+    FROM (
+        SELECT chat_id, count(*) AS messages, max(id) AS last_message_id
+        FROM created
+        GROUP BY chat_id
+    ) AS sent
+    WHERE chats.id = sent.chat_id
 )
 SELECT stored.position, created.id, created.message, NULL::interval AS retry_after
 FROM (SELECT id, message, row_number() OVER (ORDER BY id) AS nth FROM created) AS created

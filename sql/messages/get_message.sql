@@ -5,12 +5,12 @@
 -- (chatsvc/permissions.py).
 -- params: $1 chat_id bigint, $2 message_id bigint, $3 caller_user text (null for the server),
 --         $4 roles text[] (member roles allowed to read)
--- returns: json {id, chat_id, author, text, created_at}, or no row when the
+-- returns: json {id, chat_id, author, text, created_at, edited_at}, or no row when the
 --          chat does not exist, holds no such message, or the caller may not read it (-> 404)
 -- uses: messages_pkey (chat_id, id); chat_members_pkey
 SELECT to_json(message)
 FROM (
-    SELECT id, chat_id, author, text, created_at
+    SELECT id, chat_id, author, text, created_at, edited_at
     FROM messages
     WHERE chat_id = $1 AND id = $2
         AND (

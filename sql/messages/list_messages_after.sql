@@ -7,11 +7,11 @@
 -- $3 + 1 index entries however deep the page lies in the chat. Also the backfill of a resumed event stream.
 -- params: $1 chat_id bigint, $2 after bigint (exclusive; 0 starts at the beginning), $3 message_limit bigint (1 to 100),
 --         $4 caller_user text (null for the server), $5 roles text[] (member roles allowed to read)
--- returns: json {messages: [{id, chat_id, author, text, created_at}], has_more: bool},
+-- returns: json {messages: [{id, chat_id, author, text, created_at, edited_at}], has_more: bool},
 --          or no row when the chat does not exist or the caller may not read it
 -- uses: chats_pkey; chat_members_pkey; messages_pkey (chat_id, id) scanned forward from $2
 WITH page AS (
-    SELECT id, chat_id, author, text, created_at
+    SELECT id, chat_id, author, text, created_at, edited_at
     FROM messages
     WHERE chat_id = $1 AND id > $2
     ORDER BY id

@@ -1,0 +1,107 @@
+-- name: list_chats_of_user_by_activity :val
+-- serves: GET /chats (?order=activity, a user)
+-- One page of a user's chats by activity, most recently active first, each
+-- with its newest message and the user's read state, as
+-- sql/chats/list_chats_by_activity.sql does for every chat. Activity is a
+-- chat's and not a member's, so no index orders one user's chats by it (that
+-- would cost every send a row write per member): the page is the top $3 of
+-- the user's chats, read through chat_members_user_id_chat_id with one
+-- chats_pkey lookup each. That grows with the number of chats the user is in
+-- (not with their messages or unread counts); the JSON, with the probes of
+-- each chat's newest message and read state, is built for the page's chats only.
+-- params: $1 activity bigint, $2 chat_id bigint: the cursor, exclusive (the first page passes
+--         9223372036854775807 for both), $3 chat_limit bigint (1 to 100), $4 user_id text
+-- returns: json {chats: [{id, title, created_at, last_message, last_read_id, unread_count}],
+--          next_cursor: text or null}
+-- uses: chat_members_user_id_chat_id (the user's chats); chats_pkey; chat_members_pkey;
+--       messages_pkey (chat_id, id), the last entry per chat and the last up to the read marker;
+--       messages_chat_id_author_id; message_changes_chat_id_seq
+WITH ranked AS (
+    SELECT c.id, c.activity
+    FROM chat_members AS mine
+    JOIN chats AS c ON c.id = mine.chat_id
+    WHERE mine.user_id = $4 AND (c.activity, c.id) < ($1, $2)
+    ORDER BY c.activity DESC, c.id DESC
+    LIMIT $3::bigint + 1
+),
+page AS (
+    SELECT
+        top.id,
+        top.activity,
+        (
+            SELECT to_json(chat)
+            FROM (
+                SELECT
+                    c.id,
+                    c.title,
+                    c.created_at,
+                    (
+                        SELECT to_json(newest)
+                        FROM (
+                            SELECT id, chat_id, author, text, created_at, edited_at
+                            FROM messages
+                            WHERE chat_id = c.id
+                            ORDER BY id DESC
+                            LIMIT 1
+                        ) AS newest
+                    ) AS last_message,
+                    member.last_read_id,
+                    -- unread_count: the messages above the read marker that others
+                    -- wrote, from counters (migrations/0007): those sent after the
+                    -- newest message up to the marker (by seq), less those deleted
+                    -- since and the member's own. No count of the chat's messages:
+                    -- the same few index probes for 0 unread as for 1,000,000.
+                    CASE
+                        WHEN c.last_message_id IS NULL OR c.last_message_id <= member.last_read_id THEN 0
+                        ELSE (
+                            SELECT least(
+                                1000,
+                                c.sent_count - read_up_to.seq
+                                    - (
+                                        SELECT count(*)
+                                        FROM message_changes AS gone
+                                        WHERE gone.chat_id = c.id AND gone.deleted AND gone.seq > read_up_to.seq
+                                    )
+                                    - (
+                                        SELECT count(*)
+                                        FROM messages AS own
+                                        WHERE own.chat_id = c.id AND own.author = member.user_id
+                                            AND own.id > member.last_read_id
+                                    )
+                            )
+                            FROM (
+                                SELECT coalesce(
+                                    (
+                                        SELECT seen.seq
+                                        FROM messages AS seen
+                                        WHERE seen.chat_id = c.id AND seen.id <= member.last_read_id
+                                        ORDER BY seen.id DESC
+                                        LIMIT 1
+                                    ),
+                                    0
+                                ) AS seq
+                            ) AS read_up_to
+                        )
+                    END AS unread_count
+                FROM chats AS c
+                JOIN chat_members AS member ON member.chat_id = c.id AND member.user_id = $4
+                WHERE c.id = top.id
+            ) AS chat
+        ) AS chat
+    FROM (SELECT id, activity FROM ranked ORDER BY activity DESC, id DESC LIMIT $3) AS top
+)
+SELECT to_json(listing)
+FROM (
+    SELECT
+        coalesce(
+            (SELECT array_to_json(array_agg(page.chat ORDER BY page.activity DESC, page.id DESC)) FROM page),
+            '[]'
+        ) AS chats,
+        -- The page's last chat as the opaque cursor of the next page, when one
+        -- more chat follows: its activity and id as two big-endian bigints,
+        -- base64url without padding (chatsvc/parsing.py reads it back).
+        CASE WHEN (SELECT count(*) FROM ranked) > $3 THEN (
+            SELECT rtrim(translate(encode(int8send(last.activity) || int8send(last.id), 'base64'), '+/', '-_'), '=')
+            FROM (SELECT activity, id FROM page ORDER BY activity, id LIMIT 1) AS last
+        ) END AS next_cursor
+) AS listing;
