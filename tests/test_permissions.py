@@ -2,9 +2,11 @@
 
 Each row is an action as a request; each column a caller: the server, the
 chat's owner, a member, a user who is not a member, and no credential. Every
-cell runs on a fresh chat (owner, member and a bystander member, one message),
-so no cell depends on another. The next issue's rows (edit, delete a message,
-mark read) are added to ACTIONS.
+cell runs on a fresh chat (owner, member and a bystander member; a message
+from the application, one from the bystander, and one from each of the owner
+and the member), so no cell depends on another. Edits and deletions of a
+message are two rows each, as the contract's "own" and "any" read: another
+user's message (the bystander's), and the caller's own.
 
 A user who is not a member gets exactly what a chat that does not exist gets:
 checked per route by asking again once the chat is gone.
@@ -29,8 +31,9 @@ CALLERS = ("server", "owner", "member", "outsider", "nobody")
 @dataclass
 class Chat:
     id: int
-    message_id: int
+    message_id: int  # from the application (no author)
     users: dict[str, str]  # caller -> user id
+    own: dict[str, int]  # caller -> the id of a message they wrote (the bystander's for others)
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,35 @@ ACTIONS = [
         row(204, 204, 403),
     ),
     Action("leave", "DELETE", lambda c, me: f"/chats/{c.id}/members/{me}", None, row(None, 204, 204)),
+    Action(
+        "edit another's message",
+        "PATCH",
+        lambda c, _: f"/chats/{c.id}/messages/{c.own['bystander']}",
+        {"text": "edited"},
+        row(200, 403, 403),
+    ),
+    Action(
+        "edit one's own message",
+        "PATCH",
+        lambda c, me: f"/chats/{c.id}/messages/{c.own.get(me, c.own['bystander'])}",
+        {"text": "edited"},
+        row(None, 200, 200),
+    ),
+    Action(
+        "delete another's message",
+        "DELETE",
+        lambda c, _: f"/chats/{c.id}/messages/{c.own['bystander']}",
+        None,
+        row(204, 204, 403),
+    ),
+    Action(
+        "delete one's own message",
+        "DELETE",
+        lambda c, me: f"/chats/{c.id}/messages/{c.own.get(me, c.own['bystander'])}",
+        None,
+        row(None, 204, 204),
+    ),
+    Action("mark read", "PUT", lambda c, _: f"/chats/{c.id}/read", {"message_id": 1}, row(403, 200, 200)),
     Action("delete the chat", "DELETE", lambda c, _: f"/chats/{c.id}", None, row(204, 204, 403)),
 ]
 
@@ -91,8 +123,16 @@ def headers_of(caller: str, users: dict[str, str]) -> dict[str, str]:
     return user(users[caller])
 
 
+async def _send_as(client: Client, chat_id: int, headers: dict[str, str]) -> int:
+    response = await client.post(f"/chats/{chat_id}/messages/", json={"text": "mine"}, headers=headers)
+    assert response.status == 201, await response.text()
+    message_id: int = (await response.json())["id"]
+    return message_id
+
+
 async def fresh_chat(client: Client) -> Chat:
-    """A chat its owner created with a member and a bystander, holding one message."""
+    """A chat its owner created with a member and a bystander, holding a message from the
+    application and one from each of the bystander, the owner and the member."""
     tag = secrets.token_hex(4)
     users = {name: f"{name}-{tag}" for name in ("owner", "member", "bystander", "outsider", "newcomer")}
     response = await client.post(
@@ -104,7 +144,13 @@ async def fresh_chat(client: Client) -> Chat:
     chat_id = (await response.json())["id"]
     response = await client.post(f"/chats/{chat_id}/messages/", json={"text": "first"}, headers=SERVER)
     assert response.status == 201
-    return Chat(chat_id, (await response.json())["id"], users)
+    message_id = (await response.json())["id"]
+    own = {
+        name: await _send_as(client, chat_id, user(users[name])) for name in ("bystander", "owner", "member")
+    }
+    return Chat(
+        chat_id, message_id, users, {users[name]: own[name] for name in own} | {"bystander": own["bystander"]}
+    )
 
 
 CELLS = [
@@ -165,7 +211,7 @@ def test_the_table_covers_every_protected_route() -> None:
 
 
 def _template(action: Action) -> str:
-    chat = Chat(1, 2, {"bystander": "{user}", "newcomer": "{user}"})
+    chat = Chat(1, 2, {"bystander": "{user}", "newcomer": "{user}"}, {"bystander": 2})
     path = action.path(chat, "{user}")
     return (
         path.replace("/chats/1", "/chats/{chat_id}")
