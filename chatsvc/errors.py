@@ -55,7 +55,8 @@ def problem_for(request: web.Request, exc: Exception) -> web.Response:
             )
         )
     if isinstance(exc, KeyedResourceGone):
-        return _answer(NotFound("The chat this Idempotency-Key created has been deleted since."))
+        done = "created" if exc.resource == "chat" else "stored"
+        return _answer(NotFound(f"The {exc.resource} this Idempotency-Key {done} has been deleted since."))
     if isinstance(exc, TooManySubscribers):
         return _answer(
             ServiceUnavailable("This process serves as many event streams as it may; retry shortly.")

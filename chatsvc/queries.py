@@ -118,7 +118,11 @@ class ChatEvent(NamedTuple):
 
 
 class KeyedResourceGone(Exception):
-    """An Idempotency-Key whose chat has been deleted since the first request."""
+    """An Idempotency-Key whose chat (or message) has been deleted since the first request."""
+
+    def __init__(self, key: str, resource: str = "chat") -> None:
+        super().__init__(key)
+        self.resource = resource  # "chat" or "message"
 
 
 def _created(row: asyncpg.Record, json_column: str) -> Created:
@@ -252,12 +256,16 @@ async def create_message_once(
     key's first use.
 
     None when the chat does not exist (its keys went with it) or the caller may
-    not send there; asyncpg.UniqueViolationError when a request racing with the
-    same key won.
+    not send there; KeyedResourceGone when the key's message has been deleted
+    since; asyncpg.UniqueViolationError when a request racing with the same key won.
     """
     async with db.connection() as conn:
         row = await conn.fetchrow(CREATE_MESSAGE_ONCE, chat_id, text, author, user, roles, key, fingerprint)
-    return None if row is None else _created(row, "message")
+    if row is None:
+        return None
+    if row["message"] is None:
+        raise KeyedResourceGone(key, "message")
+    return _created(row, "message")
 
 
 async def get_message(

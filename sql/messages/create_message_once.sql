@@ -18,7 +18,8 @@
 -- returns: id bigint (the message's), replayed bool, same_body bool (the
 --          retry's body equals the first one's; for keys recorded without a
 --          fingerprint, its text equals the stored one), message json
---          {id, chat_id, author, text, created_at, edited_at}; no row when the chat does
+--          {id, chat_id, author, text, created_at, edited_at} (null when the key's
+--          message has been deleted since: -> 404); no row when the chat does
 --          not exist or the caller may not send there
 -- uses: chats_pkey; chat_members_pkey; message_idempotency_keys_pkey (chat_id, caller, key); messages_pkey
 WITH chat AS (
@@ -35,12 +36,12 @@ WITH chat AS (
 ),
 earlier AS (
     SELECT
-        message.id,
+        key_row.message_id AS id,
         coalesce(key_row.fingerprint = $7, message.text = $2) AS same_body,
         to_json(message) AS message
     FROM chat
     JOIN message_idempotency_keys AS key_row ON key_row.chat_id = chat.id
-    JOIN LATERAL (
+    LEFT JOIN LATERAL (
         SELECT id, chat_id, author, text, created_at, edited_at
         FROM messages
         WHERE chat_id = key_row.chat_id AND id = key_row.message_id
