@@ -71,7 +71,9 @@ async def test_links_lead_to_documented_operations_and_parameters(client: Client
         for answer in described["responses"].values()
         for link in answer.get("links", {}).values()
     ]
-    assert len(links) >= 5
+    assert len(links) >= 7
+    targets = {link["operationId"] for link in links}
+    assert {"patch_chats_chat_id_messages_message_id", "delete_chats_chat_id_messages_message_id"} <= targets
     for link in links:
         assert set(link["parameters"]) <= operations[link["operationId"]], link
 
@@ -105,6 +107,18 @@ async def test_parameter_schemas_say_what_the_api_accepts(client: Client) -> Non
     assert history["limit"].is_valid(100) and not history["limit"].is_valid(101)
     assert history["after"].is_valid(0) and not history["after"].is_valid(-1)
     assert "together are 422" in operation["description"]
+    listing = doc["paths"]["/chats/"]["get"]
+    chats = {p["name"]: OAS31Validator(p["schema"]) for p in listing["parameters"] if p["in"] == "query"}
+    assert set(chats) == {"limit", "order", "before", "cursor"}
+    assert chats["order"].is_valid("activity") and not chats["order"].is_valid("newest")
+    assert "is 422" in listing["description"]
+    # The cursor's pattern is exactly what the listing accepts (tests/test_read_state.py
+    # checks strings of that shape are all accepted), and every next_cursor matches it.
+    for _ in range(3):
+        await create_chat(client)
+    page = await (await client.get("/chats/?order=activity&limit=1")).json()
+    assert chats["cursor"].is_valid(page["next_cursor"])
+    assert not chats["cursor"].is_valid(page["next_cursor"] + "A")
     create = doc["paths"]["/chats/"]["post"]["parameters"]
     key = OAS31Validator(next(p for p in create if p["name"] == "Idempotency-Key")["schema"])
     chat = await create_chat(client)
@@ -160,11 +174,17 @@ async def test_answers_carry_documented_statuses(client: Client) -> None:
         ("GET", "/chats/{chat_id}/messages/", f"/chats/{chat['id']}/messages/?before=1&after=2"),
         ("GET", "/chats/{chat_id}/messages/{message_id}", f"/chats/{chat['id']}/messages/{message['id']}"),
         ("GET", "/chats/{chat_id}/events", f"/chats/{chat['id']}/events?after=x"),
+        ("PATCH", "/chats/{chat_id}/messages/{message_id}", f"/chats/{chat['id']}/messages/{message['id']}"),
+        ("DELETE", "/chats/{chat_id}/messages/{message_id}", f"/chats/{chat['id']}/messages/0"),
+        ("PUT", "/chats/{chat_id}/read", f"/chats/{chat['id']}/read"),
+        ("GET", "/chats/", "/chats/?order=activity&cursor=x"),
         ("GET", "/docs/assets/{name}", "/docs/assets/nothing.js"),
         ("GET", "/readyz", "/readyz"),
     ]
     for method, template, path in samples:
-        response = await client.request(method, path, data=b"{" if method == "POST" else None)
+        response = await client.request(
+            method, path, data=b"{" if method in ("POST", "PATCH", "PUT") else None
+        )
         assert str(response.status) in doc["paths"][template][method.lower()]["responses"], (
             path,
             response.status,
@@ -275,3 +295,17 @@ async def test_swagger_ui_renders_offline_and_try_it_out_creates_a_chat(client: 
     assert elsewhere == []
     listing = await (await client.get("/chats/?limit=100")).json()
     assert "made in Swagger UI" in [chat["title"] for chat in listing["chats"]]
+
+
+async def test_the_event_stream_documents_every_event_kind(client: Client) -> None:
+    doc = await document(client)
+    stream = doc["paths"]["/chats/{chat_id}/events"]["get"]["responses"]["200"]
+    schema = stream["content"]["text/event-stream"]["schema"]
+    assert set(schema["properties"]["event"]["enum"]) == {
+        "message",
+        "message_updated",
+        "message_deleted",
+        "chat_deleted",
+    }
+    for kind in ("message_updated", "message_deleted"):
+        assert kind in stream["description"]
