@@ -11,8 +11,8 @@
 -- edit's or deletion's event id never coincide.
 --
 -- Writers that bypass the service must, like the statements in sql/messages/,
--- lock the chat's row first, number each message (seq) from chats.sent_count
--- and move the counters below, and log each edit and deletion in
+-- lock the chat's row first (messages_number below then numbers what they
+-- insert and moves the counters), and log each edit and deletion in
 -- message_changes.
 
 -- When a message's text last changed (null: never edited). Nullable without a
@@ -61,6 +61,26 @@ FROM (
 WHERE chats.id = counted.chat_id;
 ALTER TABLE chats
     ADD COLUMN activity bigint NOT NULL GENERATED ALWAYS AS (coalesce(last_message_id, created_mark)) STORED;
+
+-- The statements in sql/messages/ number their messages and move the counters
+-- themselves, per chat for a whole batch. A writer that inserts a message
+-- without a seq (a script, a bulk load) gets both from this trigger, one
+-- message at a time, so counts stay right whoever writes. WHEN keeps it from
+-- being called at all for the service's own inserts.
+CREATE FUNCTION number_message() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE chats
+    SET sent_count = sent_count + 1, last_message_id = greatest(last_message_id, NEW.id)
+    WHERE id = NEW.chat_id
+    RETURNING sent_count INTO NEW.seq;
+    RETURN NEW;  -- a chat that does not exist: seq stays null, the foreign key refuses the row
+END;
+$$;
+
+CREATE TRIGGER messages_number
+    BEFORE INSERT ON messages
+    FOR EACH ROW WHEN (NEW.seq IS NULL) EXECUTE FUNCTION number_message();
 
 -- Serves GET /chats/?order=activity for the server: chats by activity, newest
 -- first, read backward from the cursor (sql/chats/list_chats_by_activity.sql).

@@ -353,3 +353,23 @@ def test_every_statement_counts_unread_messages_the_same_way() -> None:
         for name in ("list_chats_of_user", "list_chats_of_user_by_activity", "get_chats_with_latest_messages")
     }
     assert len(set(copies.values())) == 1, copies
+
+
+async def test_messages_written_past_the_service_are_counted_too(
+    client: Client, db: asyncpg.Connection
+) -> None:
+    """A script that inserts messages with plain SQL (no seq) gets them numbered by the
+    database, so unread counts and last_message stay right whoever writes."""
+    alice = someone("alice")
+    chat_id = await chat_with(client, alice)
+    await post_as(client, chat_id, None)
+    await db.execute(
+        "INSERT INTO messages (chat_id, author, text) SELECT $1, 'dave', 'bulk ' || n FROM generate_series(1, 30) AS n",
+        chat_id,
+    )
+    newest = await db.fetchval("SELECT max(id) FROM messages WHERE chat_id = $1", chat_id)
+    assert await state_everywhere(client, alice, chat_id) == (0, 31, newest)
+    seqs = await db.fetch("SELECT seq FROM messages WHERE chat_id = $1 ORDER BY id", chat_id)
+    assert [row["seq"] for row in seqs] == list(range(1, 32))
+    await post_as(client, chat_id, alice)
+    assert (await state_everywhere(client, alice, chat_id))[1] == 31
