@@ -22,6 +22,7 @@ from chatsvc.permissions import ROLES as SENDERS
 from chatsvc.settings import Settings
 from tests.api import create_chat, error_locations, problem, raw_exchange, waiting_on_a_lock
 from tests.conftest import Client
+from tests.credentials import user
 
 
 def new_key() -> str:
@@ -382,6 +383,34 @@ async def test_keys_older_than_24_hours_are_purged_and_younger_ones_kept(
     await created(await post_chat(client, old_chat_key, "old"), replayed=False)
     await created(await post_message(client, chat["id"], old_message_key, "old"), replayed=False)
     assert idempotency.KEY_RETENTION == timedelta(hours=24)
+
+
+async def test_the_purge_keeps_another_callers_younger_key_of_the_same_name(
+    client: Client, db: asyncpg.Connection
+) -> None:
+    """Keys belong to their caller: alice's expired key goes, bob's key of the same name stays."""
+    names = {"alice": f"alice-{secrets.token_hex(4)}", "bob": f"bob-{secrets.token_hex(4)}"}
+    alice, bob = user(names["alice"]), user(names["bob"])
+    response = await client.post(
+        "/chats/", json={"title": "shared", "members": [{"user": names["bob"]}]}, headers=alice
+    )
+    chat_id = (await response.json())["id"]
+    key = new_key()
+    for who in (alice, bob):
+        headers = {**who, "Idempotency-Key": key}
+        assert (await client.post("/chats/", json={"title": "k"}, headers=headers)).status == 201
+        response = await client.post(f"/chats/{chat_id}/messages/", json={"text": "k"}, headers=headers)
+        assert response.status == 201
+    for table in ("chat_idempotency_keys", "message_idempotency_keys"):
+        await db.execute(
+            f"UPDATE {table} SET created_at = created_at - interval '25 hours' WHERE key = $1 AND caller = $2",
+            key,
+            names["alice"],
+        )
+    await idempotency.purge_expired_keys(client.app[DATABASE], batch_size=1)
+    for table in ("chat_idempotency_keys", "message_idempotency_keys"):
+        callers = await db.fetch(f"SELECT caller FROM {table} WHERE key = $1", key)
+        assert [row["caller"] for row in callers] == [names["bob"]], table
 
 
 async def test_a_serving_app_purges_expired_keys_by_itself(

@@ -4,19 +4,23 @@
 -- caller repeats until fewer than $2 go. Small batches keep each transaction
 -- short, and SKIP LOCKED steps over keys a request is using right now, so it
 -- is safe to run while serving (chatsvc purge-keys, and hourly in serve).
+-- The batch's rows are deleted by their ctid (locked, so it stays theirs): a
+-- key is unique only with its caller, and matching on less would delete other
+-- callers' keys of the same name that have not expired.
 -- params: $1 retention interval, $2 batch_size bigint
 -- returns: how many keys were deleted
--- uses: chat_idempotency_keys_created_at; chat_idempotency_keys_pkey
+-- uses: chat_idempotency_keys_created_at (oldest first); a TID scan for the delete
 WITH expired AS (
-    SELECT key
+    SELECT ctid
     FROM chat_idempotency_keys
     WHERE created_at < now() - $1::interval
+    ORDER BY created_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 ),
 deleted AS (
     DELETE FROM chat_idempotency_keys
-    WHERE key IN (SELECT key FROM expired)
+    WHERE ctid = ANY (ARRAY(SELECT ctid FROM expired))
     RETURNING 1
 )
 SELECT count(*) FROM deleted;
