@@ -175,8 +175,9 @@ def no_table_sorted_or_scanned_whole(plan: list[dict[str, Any]], limit: int) -> 
 
 
 # An index in key order, or, when the planner expects a page's worth of rows in
-# the cursor's range, a bitmap of that range.
-INDEXED = ("Index Scan", "Index Only Scan", "Bitmap Heap Scan")
+# the cursor's range, a bitmap of that range; or rows named by their ctid (the key
+# purges delete the batch they locked that way).
+INDEXED = ("Index Scan", "Index Only Scan", "Bitmap Heap Scan", "Tid Scan")
 
 
 def scans_of(plan: list[dict[str, Any]] | dict[str, Any], relation: str) -> list[dict[str, Any]]:
