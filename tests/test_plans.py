@@ -499,7 +499,7 @@ async def test_a_users_listing_by_activity_reads_their_memberships_then_only_the
     plans: tuple[asyncpg.Connection, int], user: str
 ) -> None:
     """GET /chats/?order=activity for a user of about 1,000 chats, first page and from a
-    cursor halfway down: as its SQL header says, the generic plan reads the user's
+    cursor halfway down: as its SQL header says, it reads the user's
     memberships with one chats_pkey lookup each (bounded by the chats the user is in);
     then, in any plan, for the page's 20 chats only, a membership probe and the read
     state's probes."""
@@ -517,13 +517,11 @@ async def test_a_users_listing_by_activity_reads_their_memberships_then_only_the
         assert [chat["id"] for chat in listing["chats"]] == below[:20]
         plan = await explain(conn, queries.LIST_CHATS_OF_USER_BY_ACTIVITY, *args)
         members, chats = rows_read(plan, "chat_members"), rows_read(plan, "chats")
-        # Custom plans, should the service's setting be lost, may walk chats_activity_id
-        # instead and probe the user's membership of each chat until the page is full:
-        # they read the chats of others above the page (about 1,400 for READER's first
-        # page here), a cost of the service's size that the generic plan does not have.
-        if await conn.fetchval("SHOW plan_cache_mode") == "force_generic_plan":
-            assert total_rows(members) <= len(ranked) + 20
-            assert total_rows(chats) <= len(ranked) + 20
+        # In any plan: custom plans once walked chats_activity_id instead, probing the
+        # user's membership of each chat until the page was full (about 1,400 chats of
+        # others for READER's first page here); the statement now rules that out.
+        assert total_rows(members) <= len(ranked) + 20
+        assert total_rows(chats) <= len(ranked) + 20
         read_state_probes(plan, 20)
         no_table_sorted_or_scanned_whole(plan, 20)
 

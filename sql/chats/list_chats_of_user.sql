@@ -75,6 +75,8 @@ WITH page AS (
                                     ),
                                     0
                                 ) AS seq
+                                -- OFFSET 0: one probe, not one per use of read_up_to.seq
+                                OFFSET 0
                             ) AS read_up_to
                         )
                     END AS unread_count

@@ -13,15 +13,26 @@
 --         9223372036854775807 for both), $3 chat_limit bigint (1 to 100), $4 user_id text
 -- returns: json {chats: [{id, title, created_at, last_message, last_read_id, unread_count}],
 --          next_cursor: text or null}
--- uses: chat_members_user_id_chat_id (the user's chats); chats_pkey; chat_members_pkey;
+-- uses: chat_members_user_id_chat_id (the user's chats); chats_pkey (one lookup per chat of theirs); chat_members_pkey;
 --       messages_pkey (chat_id, id), the last entry per chat and the last up to the read marker;
 --       messages_chat_id_author_id; message_changes_chat_id_seq
-WITH ranked AS (
-    SELECT c.id, c.activity
-    FROM chat_members AS mine
-    JOIN chats AS c ON c.id = mine.chat_id
-    WHERE mine.user_id = $4 AND (c.activity, c.id) < ($1, $2)
-    ORDER BY c.activity DESC, c.id DESC
+WITH mine AS (
+    -- Each chat's activity is a scalar subquery, one chats_pkey lookup per chat
+    -- of the user's, and OFFSET 0 keeps the cursor's condition out of here: no
+    -- plan can instead walk chats_activity_id over everyone's chats, checking
+    -- the user's membership of each until the page is full (a custom plan did).
+    SELECT
+        membership.chat_id AS id,
+        (SELECT chat.activity FROM chats AS chat WHERE chat.id = membership.chat_id) AS activity
+    FROM chat_members AS membership
+    WHERE membership.user_id = $4
+    OFFSET 0
+),
+ranked AS (
+    SELECT id, activity
+    FROM mine
+    WHERE (activity, id) < ($1, $2)
+    ORDER BY activity DESC, id DESC
     LIMIT $3::bigint + 1
 ),
 page AS (
@@ -80,6 +91,8 @@ page AS (
                                     ),
                                     0
                                 ) AS seq
+                                -- OFFSET 0: one probe, not one per use of read_up_to.seq
+                                OFFSET 0
                             ) AS read_up_to
                         )
                     END AS unread_count
