@@ -21,8 +21,10 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import orjson
 import pytest
 
+from chatsvc import queries
 from tests.api import create_chat, fill_chat, parse_time, problem, send
 from tests.conftest import Client
 from tests.credentials import SERVER, user
@@ -59,11 +61,15 @@ def apply(view: View, frame: Frame, chat_id: int) -> None:
         raise AssertionError(f"not a change to the chat's messages: {frame}")
 
 
+def brief(message: dict[str, Any]) -> dict[str, Any]:
+    return message | {"text": message["text"][:40]}
+
+
 def differences(view: View, chat: View) -> str:
     """What a view gets wrong about the chat, briefly (empty when they are equal)."""
     missing = sorted(set(chat) - set(view))
     extra = sorted(set(view) - set(chat))
-    wrong = [(view[i], chat[i]) for i in sorted(set(view) & set(chat)) if view[i] != chat[i]]
+    wrong = [(brief(view[i]), brief(chat[i])) for i in sorted(set(view) & set(chat)) if view[i] != chat[i]]
     if not (missing or extra or wrong):
         return ""
     return f"missing {missing[:10]} ({len(missing)}), extra {extra[:10]} ({len(extra)}), wrong {wrong[:3]} ({len(wrong)})"
@@ -405,7 +411,9 @@ async def test_a_removed_members_stream_ends_after_the_edits_and_deletions_befor
     )
 
 
-async def test_chat_deleted_ends_the_stream_after_every_pending_edit_and_deletion(client: Client) -> None:
+async def test_chat_deleted_ends_the_stream_after_the_edits_and_deletions_sent_before_it(
+    client: Client,
+) -> None:
     chat = await create_chat(client)
     messages = [await send(client, chat["id"], f"m{n}") for n in range(3)]
     stream = await open_stream(client, chat["id"])
@@ -426,6 +434,32 @@ async def test_chat_deleted_ends_the_stream_after_every_pending_edit_and_deletio
         frame = frames[3]
         assert frame.event == "chat_deleted" and frame.id is None and frame.json() == {"chat_id": chat["id"]}
         assert await each.ends() == []
+
+
+async def test_edits_and_deletions_committed_with_the_chats_deletion_all_arrive_before_chat_deleted(
+    client: Client, db: asyncpg.Connection
+) -> None:
+    """One transaction, so that their notifications reach the stream's process together,
+    before its stream has sent any: chat_deleted ends the stream after them, not instead."""
+    chat = await create_chat(client)
+    messages = [await send(client, chat["id"], f"m{n}") for n in range(3)]
+    stream = await open_stream(client, chat["id"])
+    async with db.transaction():
+        edited = await db.fetchrow(
+            queries.EDIT_MESSAGE, chat["id"], messages[0]["id"], "長" * 5000, None, [], []
+        )
+        await db.fetchrow(queries.DELETE_MESSAGE, chat["id"], messages[1]["id"], None, [], [])
+        edited_again = await db.fetchrow(
+            queries.EDIT_MESSAGE, chat["id"], messages[2]["id"], "last", None, [], []
+        )
+        assert (await db.fetchrow(queries.DELETE_CHAT, chat["id"], None, []))["deleted_id"] == chat["id"]
+    frames = await stream.ends()
+    assert [(f.event, f.json()) for f in frames if f.event] == [
+        ("message_updated", orjson.loads(edited["message"])),
+        ("message_deleted", {"chat_id": chat["id"], "id": messages[1]["id"]}),
+        ("message_updated", orjson.loads(edited_again["message"])),
+        ("chat_deleted", {"chat_id": chat["id"]}),
+    ]
 
 
 # -- converging against writers on two processes, reconnecting at random -------------
