@@ -19,12 +19,17 @@ ROUNDS = int(os.environ.get("RACE_ROUNDS", "100"))
 
 
 async def assert_consistent(db: asyncpg.Connection) -> None:
-    """No message without its chat, no key without its message or chat."""
+    """No message without its chat, no key without its chat, and no key without its message
+    unless that message was deleted (the key stays, so its retry is 404, not a new message)."""
     orphans = await db.fetchval(
         """
         SELECT (SELECT count(*) FROM messages AS m WHERE NOT EXISTS (SELECT FROM chats WHERE id = m.chat_id))
              + (SELECT count(*) FROM message_idempotency_keys AS k
-                WHERE NOT EXISTS (SELECT FROM messages WHERE chat_id = k.chat_id AND id = k.message_id))
+                WHERE NOT EXISTS (SELECT FROM messages WHERE chat_id = k.chat_id AND id = k.message_id)
+                    AND NOT EXISTS (
+                        SELECT FROM message_changes AS c
+                        WHERE c.chat_id = k.chat_id AND c.message_id = k.message_id AND c.deleted
+                    ))
         """
     )
     assert orphans == 0
