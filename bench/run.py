@@ -90,6 +90,7 @@ UNREAD = 1_000_000  # messages, all unread, in the one chat the two listing user
 LIST_EMPTY_USER = "bench-list-empty"  # member of LISTED empty chats
 LIST_UNREAD_USER = "bench-list-unread"  # of LISTED - 1 of those and the chat of UNREAD messages
 WRITER = "bench-writer"  # who wrote them
+CHANGED = 100  # chats of MESSAGES messages, a tenth deleted and a tenth edited: the change log
 # The listing scenarios (list_chats_empty runs paired with list_chats_unread_1m):
 # scenarios.lua's script, and the user whose GET /chats/ it is.
 LISTINGS = {
@@ -197,6 +198,42 @@ ORDER BY c.id, n
 """
 
 
+# A change log, as a service in use has one: in chats $1, every tenth message
+# (by seq) deleted and the one five after each edited, each change logged under
+# an event id as sql/messages/ log them; the newest message left becomes each
+# chat's last_message_id. Without it the change log is empty when the service
+# first plans its statements, and those generic plans scan the whole log for
+# every unread count until autovacuum analyzes it (see the README).
+CHANGE_CHATS = """
+WITH gone AS (
+    DELETE FROM messages
+    WHERE chat_id = ANY ($1::bigint[]) AND seq % 10 = 0
+    RETURNING chat_id, id, seq
+),
+edited AS (
+    UPDATE messages
+    SET text = text || ' (edited)', edited_at = clock_timestamp()
+    WHERE chat_id = ANY ($1::bigint[]) AND seq % 10 = 5
+    RETURNING chat_id, id
+),
+changes AS (
+    SELECT chat_id, id, true AS deleted, seq FROM gone
+    UNION ALL
+    SELECT chat_id, id, false, null FROM edited
+),
+logged AS (
+    INSERT INTO message_changes (chat_id, id, message_id, deleted, seq)
+    SELECT chat_id, nextval(pg_get_serial_sequence('messages', 'id')), id, deleted, seq
+    FROM (SELECT * FROM changes ORDER BY chat_id, id) AS ordered
+)
+UPDATE chats
+SET last_message_id = (
+    SELECT max(id) FROM messages WHERE chat_id = chats.id AND id NOT IN (SELECT id FROM gone)
+)
+WHERE id = ANY ($1::bigint[])
+"""
+
+
 @dataclass
 class Prefilled:
     """What prefill wrote, as the scenarios need it."""
@@ -300,6 +337,9 @@ def prefill(url: str, runs: int, duration: int, *, extras: bool = True) -> Prefi
                 (LIST_UNREAD_USER, [*listed[1:], unread]),
             )
             prefilled.data.update({"EDIT_TARGETS": ",".join(edit_blocks), "UNREAD": unread})
+            changed = new_chats(CHANGED, "changed")
+            fill(changed, MESSAGES)
+            raw.execute(CHANGE_CHATS, (changed,))
         # Every bench user is a member of every chat the other scenarios use.
         conn.execute(
             "INSERT INTO chat_members (chat_id, user_id)"
