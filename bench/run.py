@@ -203,7 +203,7 @@ ORDER BY c.id, n
 # an event id as sql/messages/ log them; the newest message left becomes each
 # chat's last_message_id. Without it the change log is empty when the service
 # first plans its statements, and those generic plans scan the whole log for
-# every unread count until autovacuum analyzes it (see the README).
+# every unread count until autovacuum analyzes it and they are re-planned.
 CHANGE_CHATS = """
 WITH gone AS (
     DELETE FROM messages
