@@ -3,8 +3,12 @@
     python bench/compare.py BEFORE AFTER [--rounds 6] [--duration 5] [--connections 32] [--before-auth off]
 
 BEFORE and AFTER are source trees (e.g. `git archive <commit> | tar -x -C
-/tmp/before`, and this work tree). Both serve the same embedded PostgreSQL
-and the same data (bench/run.py's prefill); each round runs get_chat and
+/tmp/before`, and this work tree). Both are served by the same embedded
+PostgreSQL, each from its own database migrated by its own tree (`chatsvc
+migrate`: a tree from before a migration must not meet its schema), holding
+the same data (bench/run.py's prefill, without what only bench/run.py's other
+scenarios read; written without seq or counters for a schema from before
+migration 0007); each round runs get_chat and
 post_message with wrk against one, then the other, taking turns on who goes
 first, so that drift in a shared, noisy machine lands on both. Prints each
 scenario's requests/s per round and the medians. Run by hand, never by tests.
@@ -18,15 +22,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import psycopg
 import run as bench
 
-from chatsvc import migrate
 from chatsvc.embedded import EmbeddedPostgres
 
 SCENARIOS = ("get_chat", "post_message")
@@ -50,9 +55,16 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="chatsvc-compare-") as tmp,
         EmbeddedPostgres(Path(tmp) / "pg") as pg,
     ):
-        url = pg.url()
-        migrate.apply(url)
-        data, _ = bench.prefill(url, 1)
+        urls = {"before": pg.url("chatsvc_before"), "after": pg.url()}
+        with psycopg.connect(pg.url("postgres"), autocommit=True) as conn:
+            conn.execute('CREATE DATABASE "chatsvc_before"')
+        data = {}
+        for name, tree in trees.items():
+            # The tree's own migrations, by its own `chatsvc migrate`.
+            env = {**bench.service_env(urls[name]), "PYTHONPATH": str(tree)}
+            subprocess.run([sys.executable, "-m", "chatsvc", "migrate"], env=env, cwd=tree, check=True)
+            print(f"prefilling {name} ...", file=sys.stderr)
+            data[name] = bench.prefill(urls[name], 0, args.duration, extras=False).data
         for round_number in range(args.rounds):
             order = list(trees.items()) if round_number % 2 == 0 else list(trees.items())[::-1]
             for name, tree in order:
@@ -60,11 +72,11 @@ def main() -> None:
                 # The tree's own package: first on the path, and the working directory
                 # (python -m puts it first) is the tree itself.
                 auth = name == "after" or args.before_auth == "on"
-                env = {**bench.service_env(url, auth=auth), "PYTHONPATH": str(tree)}
+                env = {**bench.service_env(urls[name], auth=auth), "PYTHONPATH": str(tree)}
                 command = [sys.executable, "-m", "chatsvc", "serve", "--port", str(port)]
                 with bench.process(command, env, port, cwd=tree):
                     for scenario in SCENARIOS:
-                        result = bench.wrk(binary, f"http://127.0.0.1:{port}", scenario, data, args)
+                        result = bench.wrk(binary, f"http://127.0.0.1:{port}", scenario, data[name], args)
                         measured[name][scenario].append(result["rps"])
                 print(f"round {round_number + 1}, {name}: "
                       f"{ {s: round(v[-1]) for s, v in measured[name].items()} }", file=sys.stderr)  # fmt: skip

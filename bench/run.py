@@ -10,10 +10,20 @@ Everything runs --runs times on the same data; the table holds the medians,
 and each ratio is the median of the ratios measured within one run.
 
 Every request carries a credential, as deployed: user tokens (BENCH_USERS
-users, members of every prefilled chat) for reads, sends and creates, the
-server key for deletes and the SSE streams. get_chat and post_message also run
-against a process with CHATSVC_AUTH=off, as on, off, off, on, for what
-checking costs. The per-user write limit is on, at a rate no bench user reaches.
+users, members of every chat the other scenarios use) for reads, sends,
+creates, edits and message deletes, the server key for chat deletes and the
+SSE streams. get_chat and post_message also run against a process with
+CHATSVC_AUTH=off, as on, off, off, on, for what checking costs. The per-user
+write limit is on, at a rate no bench user reaches.
+
+Issue 16's: edit_message and delete_message, each by the message's author
+(every deletion of a message not deleted before: each run has its own);
+GET /chats/?limit=20 of a user of LISTED chats, one of them (on the first
+page) holding UNREAD messages by another, all unread (list_chats_unread_1m),
+against a user whose LISTED chats are all empty (list_chats_empty), measured
+unread, empty, empty, unread; and the first user's listing by activity
+(list_chats_by_activity). The prefill writes messages as the service does
+(seq, chats' counters), as any writer that bypasses it must.
 
 Ceilings, measured in the same run: a bare aiohttp handler answering a
 constant body as large as a get_chat answer (what the HTTP stack can do at
@@ -42,6 +52,7 @@ import time
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -55,7 +66,8 @@ from chatsvc.embedded import EmbeddedPostgres, bin_dir
 from chatsvc.sql import STATEMENTS
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = ("get_chat", "get_chat_big", "history", "history_deep", "post_message", "mixed", "create_chat")
+SCENARIOS = ("get_chat", "get_chat_big", "history", "history_deep", "post_message", "edit_message",
+             "delete_message", "mixed", "create_chat", "list_chats_unread_1m", "list_chats_by_activity")  # fmt: skip
 CHATS = 100  # chats of MESSAGES messages each, for get_chat and post_message
 MESSAGES = 1_000
 BIG = 1_000_000  # messages in the one big chat
@@ -68,6 +80,24 @@ SERVER_KEY = "bench-server-key-0123456789abcdefghijklmnopqrstuvwxyz"
 JWT_SECRET = "bench-token-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 SERVER = {"Authorization": f"Bearer {SERVER_KEY}"}
 SSE_MESSAGES = 50  # messages sent, one every 20 ms, while they listen
+EDIT_CHATS = 3  # per bench user: chats of their own messages to edit, and per run to delete from
+EDITABLE = 1_000  # messages in each chat to edit (each edited any number of times)
+# Deletions a run can make per second of delete_message: each message goes once,
+# so each run's chats hold duration * this (over twice what this machine served).
+DELETE_RATE_BOUND = 12_000
+LISTED = 1_000  # chats of each listing user
+UNREAD = 1_000_000  # messages, all unread, in the one chat the two listing users do not share
+LIST_EMPTY_USER = "bench-list-empty"  # member of LISTED empty chats
+LIST_UNREAD_USER = "bench-list-unread"  # of LISTED - 1 of those and the chat of UNREAD messages
+WRITER = "bench-writer"  # who wrote them
+CHANGED = 100  # chats of MESSAGES messages, a tenth deleted and a tenth edited: the change log
+# The listing scenarios (list_chats_empty runs paired with list_chats_unread_1m):
+# scenarios.lua's script, and the user whose GET /chats/ it is.
+LISTINGS = {
+    "list_chats_unread_1m": ("list_chats", LIST_UNREAD_USER),
+    "list_chats_empty": ("list_chats", LIST_EMPTY_USER),
+    "list_chats_by_activity": ("list_chats_by_activity", LIST_UNREAD_USER),
+}
 
 
 # The README's targets, each a bound on a median across runs (the soak's on its
@@ -78,6 +108,8 @@ TARGETS: dict[str, tuple[str, float]] = {
     "get_chat / get_chat_auth_off": (">=", 0.85),  # what checking credentials costs
     "post_message / post_message_auth_off": (">=", 0.85),
     "get_chat_big / get_chat": (">=", 0.90),
+    # A chat of 1,000,000 unread messages costs the listing nothing (issue 16).
+    "list_chats_unread_1m / list_chats_empty": (">=", 0.90),
     "history_deep / history": (">=", 0.90),
     "get_chat p99 / p50": ("<=", 4),
     "get_chat_big p99 / p50": ("<=", 4),
@@ -91,16 +123,12 @@ TARGETS: dict[str, tuple[str, float]] = {
 }
 
 
-def _tokens() -> str:
-    """The bench users' tokens, comma-separated, valid for a day."""
-    expires = int(time.time()) + 86_400
-    return ",".join(
-        jwt.encode({"sub": f"bench-{n}", "exp": expires}, JWT_SECRET, algorithm="HS256")
-        for n in range(BENCH_USERS)
-    )
+def token(user: str) -> str:
+    """A user's token, valid for a day."""
+    return jwt.encode({"sub": user, "exp": int(time.time()) + 86_400}, JWT_SECRET, algorithm="HS256")
 
 
-TOKENS = _tokens()
+TOKENS = ",".join(token(f"bench-{n}") for n in range(BENCH_USERS))  # bench-0 first
 
 
 def service_env(url: str, *, auth: bool = True) -> dict[str, str]:
@@ -138,52 +166,193 @@ def ensure_wrk() -> str:
     return found
 
 
-def prefill(url: str, runs: int) -> tuple[dict[str, int], dict[int, list[int]]]:
-    """The data every scenario reads, written through SQL (triggers off: no NOTIFY storm)."""
+# Fills chats through SQL, as any writer that bypasses the service must
+# (migrations/0007): each message numbered after its chat's last, each chat's
+# counters moved. The statement is tests/api.py's FILL_CHATS (bench/ does not
+# import tests/). $1 chat ids, $2 messages per chat, $3 their text's prefix
+# (the n-th reads prefix || n), $4 their author. Within a chat the ids it
+# draws are consecutive (one statement, nobody else writing).
+FILL_CHATS = """
+WITH filled AS (
+    INSERT INTO messages (chat_id, seq, author, text)
+    SELECT c.id, c.sent_count + n, $4::text, $3::text || n
+    FROM chats AS c, generate_series(1, $2::integer) AS n
+    WHERE c.id = ANY ($1::bigint[])
+    ORDER BY c.id, n
+    RETURNING chat_id, id
+)
+UPDATE chats
+SET sent_count = sent_count + $2, last_message_id = newest.id
+FROM (SELECT chat_id, max(id) AS id FROM filled GROUP BY chat_id) AS newest
+WHERE chats.id = newest.chat_id
+"""
+
+# The same for a schema from before migration 0007 (bench/compare.py's BEFORE
+# tree, say 73947a9): no seq, no counters.
+FILL_CHATS_UNNUMBERED = """
+INSERT INTO messages (chat_id, author, text)
+SELECT c.id, $4::text, $3::text || n
+FROM chats AS c, generate_series(1, $2::integer) AS n
+WHERE c.id = ANY ($1::bigint[])
+ORDER BY c.id, n
+"""
+
+
+# A change log, as a service in use has one: in chats $1, every tenth message
+# (by seq) deleted and the one five after each edited, each change logged under
+# an event id as sql/messages/ log them; the newest message left becomes each
+# chat's last_message_id. Without it the change log is empty when the service
+# first plans its statements, and those generic plans scan the whole log for
+# every unread count until autovacuum analyzes it and they are re-planned.
+CHANGE_CHATS = """
+WITH gone AS (
+    DELETE FROM messages
+    WHERE chat_id = ANY ($1::bigint[]) AND seq % 10 = 0
+    RETURNING chat_id, id, seq
+),
+edited AS (
+    UPDATE messages
+    SET text = text || ' (edited)', edited_at = clock_timestamp()
+    WHERE chat_id = ANY ($1::bigint[]) AND seq % 10 = 5
+    RETURNING chat_id, id
+),
+changes AS (
+    SELECT chat_id, id, true AS deleted, seq FROM gone
+    UNION ALL
+    SELECT chat_id, id, false, null FROM edited
+),
+logged AS (
+    INSERT INTO message_changes (chat_id, id, message_id, deleted, seq)
+    SELECT chat_id, nextval(pg_get_serial_sequence('messages', 'id')), id, deleted, seq
+    FROM (SELECT * FROM changes ORDER BY chat_id, id) AS ordered
+)
+UPDATE chats
+SET last_message_id = (
+    SELECT max(id) FROM messages WHERE chat_id = chats.id AND id NOT IN (SELECT id FROM gone)
+)
+WHERE id = ANY ($1::bigint[])
+"""
+
+
+@dataclass
+class Prefilled:
+    """What prefill wrote, as the scenarios need it."""
+
+    data: dict[str, int | str]  # scenarios.lua's environment (EDIT_TARGETS included)
+    doomed: dict[int, list[int]]  # chats to delete, by their messages: DELETES[size] per run
+    deletions: list[str] = field(default_factory=list)  # per run: DELETE_TARGETS for delete_message
+    deletion_supply: int = 0  # messages in each run's DELETE_TARGETS
+
+
+def _blocks(conn: psycopg.Connection[Any], chat_ids: list[int], user: int) -> list[str]:
+    """scenarios.lua's "chat:first_id:count:user" for each chat, its ids checked consecutive."""
+    found = conn.execute(
+        "SELECT chat_id, min(id), max(id), count(*) FROM messages WHERE chat_id = ANY (%s)"
+        " GROUP BY chat_id ORDER BY chat_id",
+        (chat_ids,),
+    ).fetchall()
+    assert len(found) == len(chat_ids), found
+    for chat_id, low, high, count in found:
+        assert high - low + 1 == count, f"chat {chat_id}: ids {low}..{high} are not {count} in a row"
+    return [f"{chat_id}:{low}:{count}:{user}" for chat_id, low, _, count in found]
+
+
+def prefill(url: str, runs: int, duration: int, *, extras: bool = True) -> Prefilled:
+    """The data every scenario reads, written through SQL (triggers off: no NOTIFY storm).
+
+    Without extras only what get_chat, post_message and the chat deletes use
+    (bench/compare.py, whose BEFORE tree may predate messages.seq: its schema
+    is then filled without seq or counters).
+    """
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET session_replication_role = replica")
-        first = conn.execute(
-            "INSERT INTO chats (title) SELECT 'bench ' || n FROM generate_series(1, %s) AS n RETURNING id",
-            (CHATS,),
-        ).fetchall()
-        chat_ids = [row[0] for row in first]
-        conn.execute(
-            "INSERT INTO messages (chat_id, text) SELECT c, 'message ' || n"
-            " FROM unnest(%s::bigint[]) AS c, generate_series(1, %s) AS n",
-            (chat_ids, MESSAGES),
-        )
-        (big,) = conn.execute("INSERT INTO chats (title) VALUES ('big') RETURNING id").fetchone() or (0,)
-        conn.execute(
-            "INSERT INTO messages (chat_id, text) SELECT %s, 'message ' || n FROM generate_series(1, %s) AS n",
-            (big, BIG),
-        )
+        raw = psycopg.RawCursor(conn)  # $n parameters, as the statement is written
+        (numbered,) = conn.execute(
+            "SELECT EXISTS (SELECT FROM information_schema.columns"
+            " WHERE table_name = 'messages' AND column_name = 'seq')"
+        ).fetchone() or (False,)
+        if extras and not numbered:
+            sys.exit("bench: edits, deletions and unread counts need migration 0007")
+
+        def new_chats(count: int, title: str) -> list[int]:
+            """count new chats, titled title with any # replaced by 1, 2, ..."""
+            rows = conn.execute(
+                "INSERT INTO chats (title) SELECT replace(%s, '#', n::text) FROM generate_series(1, %s) AS n"
+                " RETURNING id",
+                (title, count),
+            ).fetchall()
+            return sorted(row[0] for row in rows)
+
+        def fill(chat_ids: list[int], count: int, author: str | None = None) -> None:
+            raw.execute(
+                FILL_CHATS if numbered else FILL_CHATS_UNNUMBERED, (chat_ids, count, "message ", author)
+            )
+
+        chat_ids = new_chats(CHATS, "bench #")
+        fill(chat_ids, MESSAGES)
+        (big,) = new_chats(1, "big")
+        fill([big], BIG)
         low, high = conn.execute(
             "SELECT min(id), max(id) FROM messages WHERE chat_id = %s", (big,)
         ).fetchone() or (0, 0)
-        deletable: dict[int, list[int]] = {}
+        doomed: dict[int, list[int]] = {}
         for size, count in DELETES.items():
-            doomed = [row[0] for row in conn.execute(
-                "INSERT INTO chats (title) SELECT 'doomed' FROM generate_series(1, %s) RETURNING id", (count * runs,)
-            ).fetchall()]  # fmt: skip
+            doomed[size] = new_chats(count * runs, "doomed")
+            fill(doomed[size], size)
+        members = [*chat_ids, big]
+        prefilled = Prefilled(data={}, doomed=doomed)
+        if extras:
+            # Messages the bench users edit and delete, each user's own: per user
+            # EDIT_CHATS chats of EDITABLE messages to edit, and per run EDIT_CHATS
+            # chats holding their share of the run's deletion supply.
+            edit_blocks = []
+            share = -(-duration * DELETE_RATE_BOUND // (BENCH_USERS * EDIT_CHATS))
+            if share % 7919 == 0:  # prime to scenarios.lua's stride
+                share += 1
+            deletions: list[list[str]] = [[] for _ in range(runs)]
+            for user in range(BENCH_USERS):
+                chats = new_chats(EDIT_CHATS, f"edited by bench-{user}")
+                fill(chats, EDITABLE, f"bench-{user}")
+                edit_blocks += _blocks(conn, chats, user)
+                members += chats
+                for run in range(runs):
+                    chats = new_chats(EDIT_CHATS, f"deleted from by bench-{user}")
+                    fill(chats, share, f"bench-{user}")
+                    deletions[run] += _blocks(conn, chats, user)
+                    members += chats
+            prefilled.deletions = [",".join(blocks) for blocks in deletions]
+            prefilled.deletion_supply = share * BENCH_USERS * EDIT_CHATS
+            # The listings: two users of LISTED chats each, the same empty chats but
+            # for one, which for the unread user is a chat of UNREAD messages by
+            # another, newest of their chats by id and by activity (on both first pages).
+            listed = new_chats(LISTED, "listed")
+            (unread,) = new_chats(1, "unread")
+            fill([unread], UNREAD, WRITER)
             conn.execute(
-                "INSERT INTO messages (chat_id, text) SELECT c, 'message ' || n"
-                " FROM unnest(%s::bigint[]) AS c, generate_series(1, %s) AS n",
-                (doomed, size),
+                "INSERT INTO chat_members (chat_id, user_id) SELECT c, %s FROM unnest(%s::bigint[]) AS c",
+                (LIST_EMPTY_USER, listed),
             )
-            deletable[size] = doomed
-        # Every bench user is a member of every chat the scenarios use.
+            conn.execute(
+                "INSERT INTO chat_members (chat_id, user_id) SELECT c, %s FROM unnest(%s::bigint[]) AS c",
+                (LIST_UNREAD_USER, [*listed[1:], unread]),
+            )
+            prefilled.data.update({"EDIT_TARGETS": ",".join(edit_blocks), "UNREAD": unread})
+            changed = new_chats(CHANGED, "changed")
+            fill(changed, MESSAGES)
+            raw.execute(CHANGE_CHATS, (changed,))
+        # Every bench user is a member of every chat the other scenarios use.
         conn.execute(
             "INSERT INTO chat_members (chat_id, user_id)"
             " SELECT c, 'bench-' || n FROM unnest(%s::bigint[]) AS c, generate_series(0, %s) AS n",
-            ([*chat_ids, big], BENCH_USERS - 1),
+            (members, BENCH_USERS - 1),
         )
         conn.execute("VACUUM ANALYZE")
         conn.execute("CHECKPOINT")  # the prefill's writes flushed now, not during the first scenario
     # Pages deep in the big chat: its middle half.
     quarter = (high - low) // 4
-    wrk_data = {"CHATS_FIRST": min(chat_ids), "CHATS_LAST": max(chat_ids), "BIG": big,
-            "DEEP_FIRST": low + quarter, "DEEP_LAST": high - quarter}  # fmt: skip
-    return wrk_data, deletable
+    prefilled.data.update({"CHATS_FIRST": min(chat_ids), "CHATS_LAST": max(chat_ids), "BIG": big,
+                           "DEEP_FIRST": low + quarter, "DEEP_LAST": high - quarter})  # fmt: skip
+    return prefilled
 
 
 @contextmanager
@@ -210,13 +379,18 @@ def process(
         proc.wait(timeout=60)
 
 
+THREADS = 2  # wrk's
+
+
 def wrk(
-    binary: str, base: str, scenario: str, data: dict[str, int], args: argparse.Namespace
-) -> dict[str, Any]:
-    env = {**os.environ, **{k: str(v) for k, v in data.items()}, "TOKENS": TOKENS,
+    binary: str, base: str, scenario: str, data: Mapping[str, int | str], args: argparse.Namespace,
+    tokens: str = TOKENS,
+) -> dict[str, Any]:  # fmt: skip
+    """One scenario of scenarios.lua for args.duration seconds; tokens: whose requests they are."""
+    env = {**os.environ, **{k: str(v) for k, v in data.items()}, "TOKENS": tokens, "THREADS": str(THREADS),
            "SCENARIO": scenario, "REPORT_LUA": str(HERE / "wrk" / "report.lua")}  # fmt: skip
     result = subprocess.run(
-        [binary, "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
+        [binary, f"-t{THREADS}", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
          "-s", str(HERE / "wrk" / "scenarios.lua"), base],
         env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
@@ -226,7 +400,7 @@ def wrk(
 
 
 def pgbench(
-    url_parts: dict[str, str], data: dict[str, int], args: argparse.Namespace, work: Path
+    url_parts: dict[str, str], data: Mapping[str, int | str], args: argparse.Namespace, work: Path
 ) -> dict[str, Any]:
     """The get_chat SQL file, as prepared statements, from pgbench: the database's own ceiling."""
     # pgbench names parameters :name where the file has $n; the statement text is otherwise the file's.
@@ -348,7 +522,7 @@ def rss_mib(pid: int) -> float:
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
 
 
-def soak(binary: str, base: str, pid: int, data: dict[str, int], seconds: int) -> dict[str, Any]:
+def soak(binary: str, base: str, pid: int, data: Mapping[str, int | str], seconds: int) -> dict[str, Any]:
     """The mixed scenario for seconds while the service's RSS is sampled every 10 s."""
     env = {**os.environ, **{k: str(v) for k, v in data.items()}, "TOKENS": TOKENS,
            "SCENARIO": "mixed", "REPORT_LUA": str(HERE / "wrk" / "report.lua")}  # fmt: skip
@@ -368,11 +542,43 @@ def soak(binary: str, base: str, pid: int, data: dict[str, int], seconds: int) -
             "change_after_first_minute": (settled[-1] - settled[0]) / settled[0]}  # fmt: skip
 
 
+def check_listings(base: str, data: Mapping[str, int | str]) -> None:
+    """The listings measure what they say: the unread user's first page, by id and by
+    activity, opens with the chat of UNREAD unread messages (counted, capped at 1,000),
+    the empty user's holds LISTED's newest chats, every one empty."""
+
+    def first_page(user: str, query: str) -> list[dict[str, Any]]:
+        request = urllib.request.Request(
+            f"{base}/chats/?{query}", headers={"Authorization": f"Bearer {token(user)}"}
+        )
+        chats: list[dict[str, Any]] = json.loads(urllib.request.urlopen(request).read())["chats"]
+        return chats
+
+    unread = first_page(LIST_UNREAD_USER, "limit=20")
+    by_activity = first_page(LIST_UNREAD_USER, "order=activity&limit=20")
+    empty = first_page(LIST_EMPTY_USER, "limit=20")
+    for name, page in (("by id", unread), ("by activity", by_activity)):
+        if len(page) != 20 or page[0]["id"] != data["UNREAD"] or page[0]["unread_count"] != 1000:
+            sys.exit(
+                f"bench: the unread user's first page {name} does not open with the unread chat: {page[:1]}"
+            )
+        if any(chat["unread_count"] != 0 or chat["last_message"] is not None for chat in page[1:]):
+            sys.exit(f"bench: the unread user's first page {name} holds other chats that are not empty")
+    if len(empty) != 20 or any(
+        chat["unread_count"] != 0 or chat["last_message"] is not None for chat in empty
+    ):
+        sys.exit(f"bench: the empty user's first page is not 20 empty chats: {empty[:1]}")
+
+
 def one_run(
-    binary: str, url: str, data: dict[str, int], deletable: dict[int, list[int]],
-    args: argparse.Namespace, work: Path,
-) -> dict[str, Any]:  # fmt: skip
+    binary: str, url: str, prefilled: Prefilled, run: int, args: argparse.Namespace, work: Path
+) -> dict[str, Any]:
     """Every scenario and both ceilings, once: ratios are only compared within a run."""
+    data = prefilled.data
+    doomed = {
+        size: chats[run * DELETES[size] : (run + 1) * DELETES[size]]
+        for size, chats in prefilled.doomed.items()
+    }
     results: dict[str, dict[str, Any]] = {}
     port, second_port = free_port(), free_port()
     env = service_env(url)
@@ -380,6 +586,16 @@ def one_run(
     serve = [sys.executable, "-m", "chatsvc", "serve"]
     off_port = free_port()
     off_base = f"http://127.0.0.1:{off_port}"
+
+    def measure(name: str, at: str = base) -> dict[str, Any]:
+        script, user = LISTINGS.get(name, (name, ""))
+        tokens = token(user) if user else TOKENS
+        # This run's own messages to delete: each goes once.
+        scenario_data = (
+            {**data, "DELETE_TARGETS": prefilled.deletions[run]} if name == "delete_message" else data
+        )
+        return wrk(binary, at, script, scenario_data, args, tokens)
+
     # The same service with CHATSVC_AUTH=off, alive alongside: get_chat and
     # post_message run against it right after each runs with credentials.
     with (
@@ -389,19 +605,29 @@ def one_run(
         sample = urllib.request.urlopen(
             urllib.request.Request(f"{base}/chats/{data['CHATS_FIRST']}?limit=20", headers=SERVER)
         ).read()
+        check_listings(base, data)
         for scenario in SCENARIOS:
             print(f"{scenario} ...", file=sys.stderr)
-            results[scenario] = wrk(binary, base, scenario, data, args)
+            results[scenario] = measure(scenario)
             if scenario in ("get_chat", "post_message"):
                 # On, off, off, on: whatever drifts over the four lands on both alike.
                 print(
                     f"{scenario}, CHATSVC_AUTH=off, twice, then with credentials again ...", file=sys.stderr
                 )
-                results[f"{scenario}_auth_off"] = wrk(binary, off_base, scenario, data, args)
-                results[f"{scenario}_auth_off_again"] = wrk(binary, off_base, scenario, data, args)
-                results[f"{scenario}_again"] = wrk(binary, base, scenario, data, args)
+                results[f"{scenario}_auth_off"] = measure(scenario, off_base)
+                results[f"{scenario}_auth_off_again"] = measure(scenario, off_base)
+                results[f"{scenario}_again"] = measure(scenario)
+            if scenario == "list_chats_unread_1m":
+                # Unread, empty, empty, unread, likewise.
+                print("list_chats_empty, twice, then list_chats_unread_1m again ...", file=sys.stderr)
+                results["list_chats_empty"] = measure("list_chats_empty")
+                results["list_chats_empty_again"] = measure("list_chats_empty")
+                results["list_chats_unread_1m_again"] = measure(scenario)
+            if scenario == "delete_message" and results[scenario]["requests"] > prefilled.deletion_supply:
+                print(f"bench: delete_message ran out of messages ({prefilled.deletion_supply}):"
+                      " raise DELETE_RATE_BOUND", file=sys.stderr)  # fmt: skip
         print("delete_chat ...", file=sys.stderr)
-        deletes = delete_chat(base, url, deletable)
+        deletes = delete_chat(base, url, doomed)
         with process([*serve, "--port", str(second_port)], env, second_port):
             print(f"sse: {SUBSCRIBERS} subscribers on two processes ...", file=sys.stderr)
             chat = json.loads(urllib.request.urlopen(urllib.request.Request(
@@ -411,7 +637,7 @@ def one_run(
     with process([*serve, "--port", str(port), "--workers", "2"], env, port):
         for scenario in ("get_chat", "post_message"):
             print(f"{scenario}, 2 workers ...", file=sys.stderr)
-            results[f"{scenario}_workers2"] = wrk(binary, base, scenario, data, args)
+            results[f"{scenario}_workers2"] = measure(scenario)
     body = work / "body.json"
     body.write_bytes(sample)
     ceiling_port = free_port()
@@ -426,28 +652,40 @@ def one_run(
     return {"results": results, "delete_chat": deletes, "sse": sse, "ratios": ratios(results, deletes)}
 
 
-def _on_over_off(results: dict[str, dict[str, Any]], scenario: str) -> float:
-    """Requests/s with credentials over those with CHATSVC_AUTH=off, both measured twice (on, off, off, on)."""
-    on = results[scenario]["rps"] + results[f"{scenario}_again"]["rps"]
-    off = results[f"{scenario}_auth_off"]["rps"] + results[f"{scenario}_auth_off_again"]["rps"]
-    return float(on / off)
+def _paired(results: dict[str, dict[str, Any]], first: str, second: str, field: str = "rps") -> float:
+    """first's field over second's, both measured twice (first, second, second, first): sums over sums."""
+    ours = results[first][field] + results[f"{first}_again"][field]
+    theirs = results[second][field] + results[f"{second}_again"][field]
+    return float(ours / theirs)
 
 
 def ratios(results: dict[str, dict[str, Any]], deletes: dict[str, float]) -> dict[str, float]:
     http = results["ceiling_http"]["rps"]
+    rps = {name: result["rps"] for name, result in results.items()}
     measured = {
-        "get_chat / ceiling_http": results["get_chat"]["rps"] / http,
-        "post_message / ceiling_http": results["post_message"]["rps"] / http,
-        "get_chat_workers2 / ceiling_http": results["get_chat_workers2"]["rps"] / http,
-        "post_message_workers2 / ceiling_http": results["post_message_workers2"]["rps"] / http,
-        "get_chat / ceiling_pgbench": results["get_chat"]["rps"] / results["ceiling_pgbench"]["rps"],
-        "get_chat / get_chat_auth_off": _on_over_off(results, "get_chat"),
-        "post_message / post_message_auth_off": _on_over_off(results, "post_message"),
-        "get_chat_big / get_chat": results["get_chat_big"]["rps"] / results["get_chat"]["rps"],
-        "history_deep / history": results["history_deep"]["rps"] / results["history"]["rps"],
+        "get_chat / ceiling_http": rps["get_chat"] / http,
+        "post_message / ceiling_http": rps["post_message"] / http,
+        "get_chat_workers2 / ceiling_http": rps["get_chat_workers2"] / http,
+        "post_message_workers2 / ceiling_http": rps["post_message_workers2"] / http,
+        "get_chat / ceiling_pgbench": rps["get_chat"] / results["ceiling_pgbench"]["rps"],
+        "get_chat / get_chat_auth_off": _paired(results, "get_chat", "get_chat_auth_off"),
+        "post_message / post_message_auth_off": _paired(results, "post_message", "post_message_auth_off"),
+        "get_chat_big / get_chat": rps["get_chat_big"] / rps["get_chat"],
+        "history_deep / history": rps["history_deep"] / rps["history"],
         "delete 100k / delete 10k": deletes["100000_messages_ms"] / deletes["10000_messages_ms"],
+        "list_chats_unread_1m / list_chats_empty": _paired(
+            results, "list_chats_unread_1m", "list_chats_empty"
+        ),
+        "list_chats_unread_1m p99 / list_chats_empty p99": _paired(
+            results, "list_chats_unread_1m", "list_chats_empty", "p99_ms"
+        ),
+        "list_chats_by_activity / list_chats_unread_1m": rps["list_chats_by_activity"]
+        / rps["list_chats_unread_1m"],
+        "edit_message / post_message": rps["edit_message"] / rps["post_message"],
+        "delete_message / post_message": rps["delete_message"] / rps["post_message"],
     }
-    for read in ("get_chat", "get_chat_big", "history", "history_deep"):
+    for read in ("get_chat", "get_chat_big", "history", "history_deep", "list_chats_unread_1m",
+                 "list_chats_empty", "list_chats_by_activity", "edit_message", "delete_message"):  # fmt: skip
         measured[f"{read} p99 / p50"] = results[read]["p99_ms"] / results[read]["p50_ms"]
     return measured
 
@@ -520,13 +758,12 @@ def main() -> None:
         url = server.url()
         migrate.apply(url)
         print("prefilling ...", file=sys.stderr)
-        data, deletable = prefill(url, max(args.runs, 1))
+        started = time.monotonic()
+        prefilled = prefill(url, max(args.runs, 1), args.duration)
+        print(f"prefilled in {time.monotonic() - started:.0f} s", file=sys.stderr)
         for n in range(args.runs):
             print(f"run {n + 1} of {args.runs}", file=sys.stderr)
-            this_run = {
-                size: chats[n * DELETES[size] : (n + 1) * DELETES[size]] for size, chats in deletable.items()
-            }
-            runs.append(one_run(binary, url, data, this_run, args, work))
+            runs.append(one_run(binary, url, prefilled, n, args, work))
         if args.soak:
             port = free_port()
             env = service_env(url)
@@ -534,36 +771,36 @@ def main() -> None:
                 [sys.executable, "-m", "chatsvc", "serve", "--port", str(port)], env, port
             ) as service:
                 print(f"soak: mixed for {args.soak} s, sampling RSS ...", file=sys.stderr)
-                soaked = soak(binary, f"http://127.0.0.1:{port}", service.pid, data, args.soak)
+                soaked = soak(binary, f"http://127.0.0.1:{port}", service.pid, prefilled.data, args.soak)
     if runs:
         print(
             f"\nmedians of {args.runs} run(s), {args.duration} s per scenario, {args.connections} connections"
         )
-        print(f"\n{'scenario':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+        print(f"\n{'scenario':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
         for name in runs[0]["results"]:
             rps, p50, p99, errors = (
                 median_of(runs, "results", name, field) for field in ("rps", "p50_ms", "p99_ms", "errors")
             )
             p50_text = "-" if p50 is None else f"{p50:.2f}"
             p99_text = "-" if p99 is None else f"{p99:.2f}"
-            print(f"{name:<22}{rps:>10.0f}{p50_text:>10}{p99_text:>10}{errors:>8}")
+            print(f"{name:<28}{rps:>10.0f}{p50_text:>10}{p99_text:>10}{errors:>8}")
         print(
             f"\ndelete_chat median ms: { {size: median_of(runs, 'delete_chat', size) for size in runs[0]['delete_chat']} }"
         )
         for field in ("p50_ms", "p99_ms"):
             print(f"sse delivery {field}: median {median_of(runs, 'sse', field):.1f}"
                   f" (deliveries {[run['sse']['deliveries'] for run in runs]} of {runs[0]['sse']['expected']} each)")  # fmt: skip
-        print(f"\n{'ratio (median; each run)':<42}")
+        print(f"\n{'ratio (median; each run)':<50}")
         for name in runs[0]["ratios"]:
             each = ", ".join(f"{run['ratios'][name]:.2f}" for run in runs)
-            print(f"{name:<42}{median_of(runs, 'ratios', name):>8.2f}   ({each})")
+            print(f"{name:<50}{median_of(runs, 'ratios', name):>8.2f}   ({each})")
     if soaked:
         print(f"soak: {soaked}")
     values = judged(runs, soaked)
-    print(f"\n{'target':<48}{'measured':>10}   target")
+    print(f"\n{'target':<50}{'measured':>10}   target")
     for name, (bound_kind, bound) in TARGETS.items():
         if name in values:
-            print(f"{name:<48}{values[name]:>10.2f}   {bound_kind} {bound:g}")
+            print(f"{name:<50}{values[name]:>10.2f}   {bound_kind} {bound:g}")
     misses = missed(values)
     args.json.write_text(
         json.dumps(

@@ -38,6 +38,9 @@ def a_run(rps: float, p50: float, p99: float) -> dict[str, Any]:
         "post_message_auth_off_again",
         "get_chat_again",
         "post_message_again",
+        "list_chats_empty",
+        "list_chats_empty_again",
+        "list_chats_unread_1m_again",
         "ceiling_http",
         "ceiling_pgbench",
     ]

@@ -1,6 +1,9 @@
 -- Every scenario's requests, chosen by the SCENARIO environment variable.
 -- CHATS_FIRST..CHATS_LAST are the prefilled chats; BIG is the chat of 1,000,000
 -- messages; DEEP_FIRST..DEEP_LAST are message ids deep inside it.
+-- EDIT_TARGETS and DELETE_TARGETS: blocks of messages, "chat:first_id:count:user,...",
+-- each block's messages ids first_id .. first_id + count - 1 in one chat, all
+-- written by bench user number user (0-based: tokens[user + 1] is theirs).
 dofile(os.getenv("REPORT_LUA"))
 
 local scenario = os.getenv("SCENARIO")
@@ -11,10 +14,21 @@ local deep_first, deep_last = tonumber(os.getenv("DEEP_FIRST") or "0"), tonumber
 local tokens = {}
 for token in string.gmatch(os.getenv("TOKENS") or "", "[^,]+") do tokens[#tokens + 1] = token end
 
-local function as_user(headers)
+local function blocks(text)
+  local found = {}
+  for chat, first_id, count, user in string.gmatch(text or "", "(%d+):(%d+):(%d+):(%d+)") do
+    found[#found + 1] = {chat = chat, first = tonumber(first_id), count = tonumber(count),
+      token = tokens[tonumber(user) + 1]}
+  end
+  return found
+end
+local edit_blocks, delete_blocks = blocks(os.getenv("EDIT_TARGETS")), blocks(os.getenv("DELETE_TARGETS"))
+
+local function as_user(headers, token)
   local with = {}
   for name, value in pairs(headers or {}) do with[name] = value end
-  if #tokens > 0 then with["Authorization"] = "Bearer " .. tokens[math.random(1, #tokens)] end
+  token = token or (#tokens > 0 and tokens[math.random(1, #tokens)])
+  if token then with["Authorization"] = "Bearer " .. token end
   return with
 end
 
@@ -32,6 +46,32 @@ local function post_message()
     '{"text": "a benchmark message of ordinary length, about sixty bytes"}')
 end
 
+-- A random message of a random block, edited by its author: messages can be edited again and again.
+local function edit_message()
+  local block = edit_blocks[math.random(1, #edit_blocks)]
+  return wrk.format("PATCH", "/chats/" .. block.chat .. "/messages/" .. (block.first + math.random(0, block.count - 1)),
+    as_user({["Content-Type"] = "application/json"}, block.token),
+    '{"text": "an edited benchmark message of ordinary length, sixty bytes"}')
+end
+
+-- Each message deleted once, by its author. Thread t of THREADS takes the t-th,
+-- (t + THREADS)-th, ... deletion; deletion g is in block g mod #blocks (the chats
+-- take turns, so concurrent deletes rarely wait on one chat's lock), the k-th of
+-- its block (k = floor(g / #blocks)) at offset k * 7919 mod count: scattered through
+-- the chat, newest message or not, every offset once (count is prime to 7919).
+-- Past the blocks' supply it asks for message 0, a 404 that counts as an error.
+local threads = tonumber(os.getenv("THREADS") or "1")
+local deletions = 0
+local function delete_message()
+  local g = (thread_index or 0) + deletions * threads
+  deletions = deletions + 1
+  local block = delete_blocks[g % #delete_blocks + 1]
+  local k = math.floor(g / #delete_blocks)
+  local id = 0
+  if k < block.count then id = block.first + (k * 7919) % block.count end
+  return wrk.format("DELETE", "/chats/" .. block.chat .. "/messages/" .. id, as_user(nil, block.token))
+end
+
 local scenarios = {
   create_chat = function() return post("/chats/", '{"title": "benchmark chat"}') end,
   post_message = post_message,
@@ -44,7 +84,19 @@ local scenarios = {
     return get("/chats/" .. big .. "/messages/?limit=50&before=" .. math.random(deep_first, deep_last))
   end,
   mixed = function() if math.random(1, 10) <= 8 then return get_chat() end return post_message() end,
+  -- The listings run with TOKENS holding one user's token: theirs is the listing.
+  list_chats = function() return get("/chats/?limit=20") end,
+  list_chats_by_activity = function() return get("/chats/?order=activity&limit=20") end,
+  edit_message = edit_message,
+  delete_message = delete_message,
   ceiling = function() return wrk.format("GET", "/") end,
 }
+
+-- Numbers wrk's threads (0, 1, ...), for the scenarios that split their work between them.
+local started = 0
+function setup(thread)
+  thread:set("thread_index", started)
+  started = started + 1
+end
 
 request = scenarios[scenario]
