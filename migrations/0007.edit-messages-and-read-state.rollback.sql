@@ -40,6 +40,7 @@ ALTER TABLE chats
     DROP COLUMN activity,
     DROP COLUMN created_mark,
     DROP COLUMN last_message_id,
+    DROP COLUMN last_deleted_seq,
     DROP COLUMN sent_count;
 DROP INDEX messages_chat_id_author_id;
 DROP TRIGGER messages_number ON messages;

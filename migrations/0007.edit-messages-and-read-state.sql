@@ -46,9 +46,13 @@ CREATE INDEX messages_chat_id_author_id ON messages (chat_id, author, id) WHERE 
 -- created, so that a chat without messages ranks by its creation among chats
 -- ranked by their newest message. Chats from before this migration get 0:
 -- those without messages rank after every other chat (by id among themselves).
+-- last_deleted_seq: the highest seq of a message deleted from the chat (0:
+-- none), so that an unread count skips looking for deletions above a marker
+-- when there can be none.
 ALTER TABLE chats
     ADD COLUMN sent_count bigint NOT NULL DEFAULT 0,
     ADD COLUMN last_message_id bigint,
+    ADD COLUMN last_deleted_seq bigint NOT NULL DEFAULT 0,
     ADD COLUMN created_mark bigint NOT NULL DEFAULT 0;
 ALTER TABLE chats ALTER COLUMN created_mark SET DEFAULT nextval(pg_get_serial_sequence('messages', 'id'));
 UPDATE chats

@@ -31,7 +31,7 @@ SELECT
                 WHEN wanted.caller_user IS NULL THEN (
                     SELECT to_json(chat)
                     FROM (
-                        SELECT c.id, c.title, c.created_at, latest.messages, latest.messages -> -1 AS last_message
+                        SELECT c.id, c.title, c.created_at, latest.messages, latest.last_message
                     ) AS chat
                 )
                 ELSE (
@@ -42,24 +42,25 @@ SELECT
                             c.title,
                             c.created_at,
                             latest.messages,
-                            latest.messages -> -1 AS last_message,
+                            latest.last_message,
                             member.last_read_id,
                             -- unread_count: the messages above the read marker that others
                             -- wrote, from counters (migrations/0007): those sent after the
                             -- newest message up to the marker (by seq), less those deleted
                             -- since and the member's own. No count of the chat's messages:
-                            -- the same few index probes for 0 unread as for 1,000,000.
+                            -- the same few index probes for 0 unread as for 1,000,000, and
+                            -- fewer for a marker at 0 or a chat without deletions above it.
                             CASE
                                 WHEN c.last_message_id IS NULL OR c.last_message_id <= member.last_read_id THEN 0
                                 ELSE (
                                     SELECT least(
                                         1000,
                                         c.sent_count - read_up_to.seq
-                                            - (
+                                            - CASE WHEN c.last_deleted_seq <= read_up_to.seq THEN 0 ELSE (
                                                 SELECT count(*)
                                                 FROM message_changes AS gone
                                                 WHERE gone.chat_id = c.id AND gone.deleted AND gone.seq > read_up_to.seq
-                                            )
+                                            ) END
                                             - (
                                                 SELECT count(*)
                                                 FROM messages AS own
@@ -68,7 +69,7 @@ SELECT
                                             )
                                     )
                                     FROM (
-                                        SELECT coalesce(
+                                        SELECT CASE WHEN member.last_read_id = 0 THEN 0 ELSE coalesce(
                                             (
                                                 SELECT seen.seq
                                                 FROM messages AS seen
@@ -77,7 +78,7 @@ SELECT
                                                 LIMIT 1
                                             ),
                                             0
-                                        ) AS seq
+                                        ) END AS seq
                                         -- OFFSET 0: one probe, not one per use of read_up_to.seq
                                         OFFSET 0
                                     ) AS read_up_to
@@ -88,20 +89,24 @@ SELECT
             END
         FROM chats AS c
         LEFT JOIN chat_members AS member ON member.chat_id = c.id AND member.user_id = wanted.caller_user
+        -- The latest messages, each rendered once: as an array of JSON values, so
+        -- that the array and its last element (last_message) are joined from them
+        -- rather than built twice or parsed back. OFFSET 0 keeps it one subquery
+        -- run once per chat, not copied into each place that uses it.
         CROSS JOIN LATERAL (
-            SELECT coalesce(
-                (
-                    SELECT array_to_json(array_agg(newest ORDER BY newest.id))
-                    FROM (
-                        SELECT id, chat_id, author, text, created_at, edited_at
-                        FROM messages
-                        WHERE chat_id = c.id
-                        ORDER BY id DESC
-                        LIMIT wanted.message_limit
-                    ) AS newest
-                ),
-                '[]'
-            ) AS messages
+            SELECT coalesce(array_to_json(rendered.messages), '[]') AS messages,
+                rendered.messages[array_upper(rendered.messages, 1)] AS last_message
+            FROM (
+                SELECT array_agg(to_json(newest) ORDER BY newest.id) AS messages
+                FROM (
+                    SELECT id, chat_id, author, text, created_at, edited_at
+                    FROM messages
+                    WHERE chat_id = c.id
+                    ORDER BY id DESC
+                    LIMIT wanted.message_limit
+                ) AS newest
+            ) AS rendered
+            OFFSET 0
         ) AS latest
         WHERE c.id = wanted.chat_id
             AND (wanted.caller_user IS NULL OR member.role = ANY ($4::text[]))

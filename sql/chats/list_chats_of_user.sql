@@ -45,18 +45,19 @@ WITH page AS (
                     -- wrote, from counters (migrations/0007): those sent after the
                     -- newest message up to the marker (by seq), less those deleted
                     -- since and the member's own. No count of the chat's messages:
-                    -- the same few index probes for 0 unread as for 1,000,000.
+                    -- the same few index probes for 0 unread as for 1,000,000, and
+                    -- fewer for a marker at 0 or a chat without deletions above it.
                     CASE
                         WHEN c.last_message_id IS NULL OR c.last_message_id <= member.last_read_id THEN 0
                         ELSE (
                             SELECT least(
                                 1000,
                                 c.sent_count - read_up_to.seq
-                                    - (
+                                    - CASE WHEN c.last_deleted_seq <= read_up_to.seq THEN 0 ELSE (
                                         SELECT count(*)
                                         FROM message_changes AS gone
                                         WHERE gone.chat_id = c.id AND gone.deleted AND gone.seq > read_up_to.seq
-                                    )
+                                    ) END
                                     - (
                                         SELECT count(*)
                                         FROM messages AS own
@@ -65,7 +66,7 @@ WITH page AS (
                                     )
                             )
                             FROM (
-                                SELECT coalesce(
+                                SELECT CASE WHEN member.last_read_id = 0 THEN 0 ELSE coalesce(
                                     (
                                         SELECT seen.seq
                                         FROM messages AS seen
@@ -74,7 +75,7 @@ WITH page AS (
                                         LIMIT 1
                                     ),
                                     0
-                                ) AS seq
+                                ) END AS seq
                                 -- OFFSET 0: one probe, not one per use of read_up_to.seq
                                 OFFSET 0
                             ) AS read_up_to

@@ -7,7 +7,8 @@
 -- so that resuming clients drop it and unread counts stop counting it
 -- (migrations/0007). The event id is drawn under the chat's row lock, as for
 -- sends and edits. When the chat's newest message goes, the chat's activity
--- falls back to the newest one left (or its creation). Other messages keep
+-- falls back to the newest one left (or its creation); the chat's
+-- last_deleted_seq records the highest seq deleted. Other messages keep
 -- their ids, so history pages around it neither skip nor repeat one.
 -- params: $1 chat_id bigint, $2 message_id bigint, $3 caller_user text (null for the server),
 --         $4 any_roles text[] (member roles that may delete any message),
@@ -45,15 +46,20 @@ logged AS (
 ),
 moved AS (
     UPDATE chats
-    SET last_message_id = (
-        SELECT earlier.id
-        FROM messages AS earlier
-        WHERE earlier.chat_id = deleted.chat_id AND earlier.id < deleted.id
-        ORDER BY earlier.id DESC
-        LIMIT 1
-    )
+    SET
+        last_message_id = CASE
+            WHEN deleted.last_message_id = deleted.id THEN (
+                SELECT earlier.id
+                FROM messages AS earlier
+                WHERE earlier.chat_id = deleted.chat_id AND earlier.id < deleted.id
+                ORDER BY earlier.id DESC
+                LIMIT 1
+            )
+            ELSE chats.last_message_id
+        END,
+        last_deleted_seq = greatest(chats.last_deleted_seq, deleted.seq)
     FROM deleted
-    WHERE chats.id = deleted.chat_id AND deleted.last_message_id = deleted.id
+    WHERE chats.id = deleted.chat_id
 )
 SELECT
     (SELECT role FROM caller) AS caller_role,
