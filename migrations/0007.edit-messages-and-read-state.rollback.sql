@@ -43,6 +43,4 @@ ALTER TABLE chats
     DROP COLUMN last_deleted_seq,
     DROP COLUMN sent_count;
 DROP INDEX messages_chat_id_author_id;
-DROP TRIGGER messages_number ON messages;
-DROP FUNCTION number_message();
 ALTER TABLE messages DROP COLUMN seq, DROP COLUMN edited_at;

@@ -11,9 +11,13 @@
 -- edit's or deletion's event id never coincide.
 --
 -- Writers that bypass the service must, like the statements in sql/messages/,
--- lock the chat's row first (messages_number below then numbers what they
--- insert and moves the counters), and log each edit and deletion in
--- message_changes.
+-- lock the chat's row first, number each message (seq) from chats.sent_count
+-- and move the chat's counters (sent_count, last_message_id) in the same
+-- transaction, and log each edit and deletion in message_changes; an insert
+-- without a seq is refused (NOT NULL). A row trigger could number them, but
+-- a bulk load into one chat would then update the chat's row once per
+-- message in one transaction, which is quadratic (100,000 rows did not finish
+-- in 5 minutes): number them in the statement, as tests/api.py's FILL_CHATS does.
 
 -- When a message's text last changed (null: never edited). Nullable without a
 -- default: adding it rewrites nothing.
@@ -65,26 +69,6 @@ FROM (
 WHERE chats.id = counted.chat_id;
 ALTER TABLE chats
     ADD COLUMN activity bigint NOT NULL GENERATED ALWAYS AS (coalesce(last_message_id, created_mark)) STORED;
-
--- The statements in sql/messages/ number their messages and move the counters
--- themselves, per chat for a whole batch. A writer that inserts a message
--- without a seq (a script, a bulk load) gets both from this trigger, one
--- message at a time, so counts stay right whoever writes. WHEN keeps it from
--- being called at all for the service's own inserts.
-CREATE FUNCTION number_message() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    UPDATE chats
-    SET sent_count = sent_count + 1, last_message_id = greatest(last_message_id, NEW.id)
-    WHERE id = NEW.chat_id
-    RETURNING sent_count INTO NEW.seq;
-    RETURN NEW;  -- a chat that does not exist: seq stays null, the foreign key refuses the row
-END;
-$$;
-
-CREATE TRIGGER messages_number
-    BEFORE INSERT ON messages
-    FOR EACH ROW WHEN (NEW.seq IS NULL) EXECUTE FUNCTION number_message();
 
 -- Serves GET /chats/?order=activity for the server: chats by activity, newest
 -- first, read backward from the cursor (sql/chats/list_chats_by_activity.sql).

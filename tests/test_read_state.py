@@ -355,21 +355,15 @@ def test_every_statement_counts_unread_messages_the_same_way() -> None:
     assert len(set(copies.values())) == 1, copies
 
 
-async def test_messages_written_past_the_service_are_counted_too(
+async def test_a_message_written_past_the_service_without_its_number_is_refused(
     client: Client, db: asyncpg.Connection
 ) -> None:
-    """A script that inserts messages with plain SQL (no seq) gets them numbered by the
-    database, so unread counts and last_message stay right whoever writes."""
+    """A script that inserts messages with plain SQL must number them (migrations/0007):
+    one that does not is refused at once, so no count goes wrong unseen."""
     alice = someone("alice")
     chat_id = await chat_with(client, alice)
-    await post_as(client, chat_id, None)
-    await db.execute(
-        "INSERT INTO messages (chat_id, author, text) SELECT $1, 'dave', 'bulk ' || n FROM generate_series(1, 30) AS n",
-        chat_id,
-    )
+    with pytest.raises(asyncpg.NotNullViolationError):
+        await db.execute("INSERT INTO messages (chat_id, author, text) VALUES ($1, 'dave', 'bulk')", chat_id)
+    await fill_chat(db, chat_id, 30, "bulk ", "dave")  # as tests/api.py numbers them
     newest = await db.fetchval("SELECT max(id) FROM messages WHERE chat_id = $1", chat_id)
-    assert await state_everywhere(client, alice, chat_id) == (0, 31, newest)
-    seqs = await db.fetch("SELECT seq FROM messages WHERE chat_id = $1 ORDER BY id", chat_id)
-    assert [row["seq"] for row in seqs] == list(range(1, 32))
-    await post_as(client, chat_id, alice)
-    assert (await state_everywhere(client, alice, chat_id))[1] == 31
+    assert await state_everywhere(client, alice, chat_id) == (0, 30, newest)
