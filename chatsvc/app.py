@@ -6,16 +6,26 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
 from aiohttp import web
 
-from chatsvc import idempotency, limits, openapi
+from chatsvc import activity, idempotency, limits, openapi
 from chatsvc.callers import CALLER, Authenticator
-from chatsvc.db import connector, open_database
+from chatsvc.db import Pool, connector, open_database
 from chatsvc.handlers import chat_events, chats, docs, members, messages, operations, read_state
-from chatsvc.keys import DATABASE, EVENTS, LIFECYCLE, METRICS, OPENAPI, SETTINGS, WRITE_LIMIT, Lifecycle
+from chatsvc.keys import (
+    BACKGROUND,
+    DATABASE,
+    EVENTS,
+    LIFECYCLE,
+    METRICS,
+    OPENAPI,
+    SETTINGS,
+    WRITE_LIMIT,
+    Lifecycle,
+)
 from chatsvc.live.frames import SHUTTING_DOWN
 from chatsvc.live.hub import EventHub
 from chatsvc.metrics import Metrics
@@ -25,6 +35,8 @@ from chatsvc.problems import Handler
 from chatsvc.settings import Settings
 
 log = logging.getLogger(__name__)
+
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 
 # Every serving process purges expired Idempotency-Keys, and the write buckets
 # that are full again, this often (seconds).
@@ -99,6 +111,16 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[DATABASE].close()
 
 
+async def background_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    # Opened at the first job's first round, and again after a failure.
+    app[BACKGROUND] = Pool(
+        connector(settings, "chatsvc-background"), max_size=1, acquire_timeout=settings.pool_acquire_timeout
+    )
+    yield
+    await app[BACKGROUND].close()
+
+
 async def events_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[EVENTS] = EventHub(connector(settings, "chatsvc-events"), max_subscribers=settings.sse_max_streams)
@@ -107,29 +129,53 @@ async def events_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[EVENTS].close()
 
 
-async def purge_keys_forever(app: web.Application) -> None:
-    """Every KEY_PURGE_INTERVAL: expired Idempotency-Keys, then full write buckets."""
+async def purge_keys(app: web.Application) -> None:
+    """Expired Idempotency-Keys, then full write buckets."""
     purges = (
         ("expired Idempotency-Keys", idempotency.purge_expired_keys),
         ("full user write buckets", limits.purge_full_buckets),
     )
-    while True:
-        await asyncio.sleep(KEY_PURGE_INTERVAL)
-        for what, purge in purges:
-            try:
-                purged = await purge(app[DATABASE])
-            except Exception:  # the next round tries again
-                log.warning("purging %s failed", what, exc_info=True)
-            else:
-                log.info("purged %d %s", purged, what)
+    for what, purge in purges:
+        try:
+            purged = await purge(app[BACKGROUND])
+        except Exception:  # the next round tries again
+            log.warning("purging %s failed", what, exc_info=True)
+        else:
+            log.info("purged %d %s", purged, what)
 
 
-async def key_purge_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(purge_keys_forever(app), name="chatsvc-key-purge")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+async def flush_activity(app: web.Application) -> None:
+    """Copies the activity of chats unlisted since the last round to their members.
+    A failure is logged when it starts and when it ends, not every round."""
+    lifecycle = app[LIFECYCLE]
+    try:
+        await activity.flush(app[BACKGROUND])
+    except Exception:  # the next round tries again; listings stay exact meanwhile
+        if not lifecycle.activity_flush_failing:
+            log.warning("flushing chats' activity failed; retrying every round", exc_info=True)
+        lifecycle.activity_flush_failing = True
+    else:
+        if lifecycle.activity_flush_failing:
+            log.info("flushing chats' activity works again")
+        lifecycle.activity_flush_failing = False
+
+
+def every(interval: float, job: Callable[[web.Application], Awaitable[None]]) -> CleanupContext:
+    """A cleanup context that runs job(app) every interval seconds while the app serves."""
+
+    async def run_forever(app: web.Application) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await job(app)
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(run_forever(app), name=f"chatsvc-{job.__name__}")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
 
 
 async def on_shutdown(app: web.Application) -> None:
@@ -158,8 +204,10 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics(lambda: (app.get(DATABASE), app.get(EVENTS)))
     app.on_response_prepare.append(add_request_id)
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(background_ctx)
     app.cleanup_ctx.append(events_ctx)
-    app.cleanup_ctx.append(key_purge_ctx)
+    app.cleanup_ctx.append(every(KEY_PURGE_INTERVAL, purge_keys))
+    app.cleanup_ctx.append(every(activity.ACTIVITY_FLUSH_INTERVAL, flush_activity))
     app.on_shutdown.append(on_shutdown)
     authenticator = Authenticator(
         settings.server_keys, settings.jwt_secrets, settings.jwt_audience, enabled=settings.auth == "on"

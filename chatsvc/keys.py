@@ -16,10 +16,14 @@ class Lifecycle:
     """Mutable run state (the application's own mapping is frozen once it starts)."""
 
     shutting_down: bool = False
+    activity_flush_failing: bool = False  # logged once per outage (chatsvc/app.py)
 
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Pool)
+# One connection of its own for the background jobs (key purges, the activity flush):
+# they never wait in the requests' line, nor hold a connection a request waits for.
+BACKGROUND = web.AppKey("background", Pool)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 EVENTS = web.AppKey("events", EventHub)
 METRICS = web.AppKey("metrics", Metrics)

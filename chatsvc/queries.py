@@ -24,6 +24,7 @@ LIST_CHATS = statement("list_chats", ":val")
 LIST_CHATS_OF_USER = statement("list_chats_of_user", ":val")
 LIST_CHATS_BY_ACTIVITY = statement("list_chats_by_activity", ":val")
 LIST_CHATS_OF_USER_BY_ACTIVITY = statement("list_chats_of_user_by_activity", ":val")
+FLUSH_ACTIVITY = statement("flush_activity", ":val")
 GET_CHATS_WITH_LATEST_MESSAGES = statement("get_chats_with_latest_messages", ":many")
 DELETE_CHAT = statement("delete_chat", ":one")
 CREATE_MESSAGE = statement("create_message", ":one")
@@ -184,6 +185,13 @@ async def list_chats_of_user_by_activity(db: Pool, cursor: ActivityCursor, limit
             LIST_CHATS_OF_USER_BY_ACTIVITY, cursor.activity, cursor.chat_id, limit, user
         )
     return listing
+
+
+async def flush_activity(db: Pool, batch_size: int) -> int:
+    """Lists up to batch_size unlisted chats (migrations/0008); how many were listed."""
+    async with db.connection() as conn:
+        listed: int = await conn.fetchval(FLUSH_ACTIVITY, batch_size)
+    return listed
 
 
 async def get_chats_with_latest_messages(

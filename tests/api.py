@@ -23,8 +23,8 @@ RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|\+00:00)
 
 
 # Fills chats through SQL, as any writer that bypasses the service must
-# (migrations/0007): each message numbered after its chat's last, each chat's
-# counters moved. $1 chat ids, $2 messages per chat, $3 their text's prefix
+# (migrations/0007, 0008): each message numbered after its chat's last, each
+# chat's counters moved and the chat unlisted. $1 chat ids, $2 messages per chat, $3 their text's prefix
 # (the n-th reads prefix || n), $4 their author.
 FILL_CHATS = """
 WITH filled AS (
@@ -36,7 +36,7 @@ WITH filled AS (
     RETURNING chat_id, id
 )
 UPDATE chats
-SET sent_count = sent_count + $2, last_message_id = newest.id
+SET sent_count = sent_count + $2, last_message_id = newest.id, listed_activity = NULL
 FROM (SELECT chat_id, max(id) AS id FROM filled GROUP BY chat_id) AS newest
 WHERE chats.id = newest.chat_id
 """

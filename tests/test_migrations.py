@@ -89,6 +89,7 @@ def test_schema_keys_and_cascade(database_url: str) -> None:
     # from the application has no author, and one never edited no edited_at.
     assert sorted(not_null) == [
         ("chats", "last_message_id"),
+        ("chats", "listed_activity"),
         ("messages", "author"),
         ("messages", "edited_at"),
     ]

@@ -118,6 +118,9 @@ async def big(big_database: str) -> AsyncIterator[tuple[asyncpg.Connection, int]
             [row["id"] for row in empties],
             EMPTY_LISTER,
         )
+        # Every chat listed, as the service's activity flush leaves them (chatsvc/activity.py).
+        while await conn.fetchval(queries.FLUSH_ACTIVITY, 1000):
+            pass
         await conn.execute("ANALYZE chats; ANALYZE messages; ANALYZE chat_members; ANALYZE message_changes")
     yield conn, chat_id
     await conn.close()
@@ -188,14 +191,16 @@ def scans_of(plan: list[dict[str, Any]] | dict[str, Any], relation: str) -> list
 
 # Each index's first column (tests/schema.txt). An index scan without a condition on it
 # reads the whole index, whatever rows it then returns.
-LEADING = {
+LEADING: dict[str, str | None] = {
     "chat_idempotency_keys_created_at": "created_at",
     "chat_idempotency_keys_pkey": "caller",
     "chat_listeners_pkey": "chat_id",
     "chat_members_pkey": "chat_id",
+    "chat_members_user_id_activity": "user_id",
     "chat_members_user_id_chat_id": "user_id",
     "chats_activity_id": "activity",
     "chats_pkey": "id",
+    "chats_unlisted": None,  # partial: all of it is what is read (the chats unlisted now)
     "message_changes_chat_id_seq": "chat_id",
     "message_changes_pkey": "chat_id",
     "message_idempotency_keys_created_at": "created_at",
@@ -215,8 +220,7 @@ def rows_read(
     for node in scans:
         assert node["Node Type"] in INDEXED, node
         for index_scan in nodes(node) if by_first_column else ():
-            if "Index Name" in index_scan:
-                leading = LEADING[index_scan["Index Name"]]
+            if "Index Name" in index_scan and (leading := LEADING[index_scan["Index Name"]]):
                 assert re.search(rf"\((ROW\()?{leading}\b", index_scan.get("Index Cond", "")), index_scan
     return scans
 
@@ -494,36 +498,56 @@ async def test_a_users_listing_reads_as_much_with_50000_unread_messages_as_with_
         no_table_sorted_or_scanned_whole(listed, 20)
 
 
+@pytest.mark.parametrize("unlisted", [0, 60])
 @pytest.mark.parametrize("user", [LISTER, READER])
-async def test_a_users_listing_by_activity_reads_their_memberships_then_only_the_pages_chats(
-    plans: tuple[asyncpg.Connection, int], user: str
+async def test_a_users_listing_by_activity_reads_its_page_and_the_unlisted_chats(
+    plans: tuple[asyncpg.Connection, int], user: str, unlisted: int
 ) -> None:
     """GET /chats/?order=activity for a user of about 1,000 chats, first page and from a
-    cursor halfway down: as its SQL header says, it reads the user's
-    memberships with one chats_pkey lookup each (bounded by the chats the user is in);
-    then, in any plan, for the page's 20 chats only, a membership probe and the read
-    state's probes."""
+    cursor halfway down: as its SQL header says, the page (and one entry past it) of the
+    user's copies of their chats' activity, read backward on chat_members_user_id_activity,
+    plus the chats unlisted at the time (sends since the last flush), each found in
+    chats_unlisted and probed for membership; then, for the page's 20 chats only, a
+    membership probe and the read state's probes. Never the user's ~1,000 memberships."""
     conn, _ = plans
-    ranked = await conn.fetch(
-        "SELECT c.id, c.activity FROM chat_members AS m JOIN chats AS c ON c.id = m.chat_id"
-        " WHERE m.user_id = $1 ORDER BY c.activity DESC, c.id DESC",
-        user,
-    )
-    middle = queries.ActivityCursor(ranked[len(ranked) // 2]["activity"], ranked[len(ranked) // 2]["id"])
-    for cursor in (queries.FIRST_BY_ACTIVITY, middle):
-        args = (cursor.activity, cursor.chat_id, 20, user)
-        listing = json.loads(await conn.fetchval(queries.LIST_CHATS_OF_USER_BY_ACTIVITY, *args))
-        below = [row["id"] for row in ranked if (row["activity"], row["id"]) < cursor]
-        assert [chat["id"] for chat in listing["chats"]] == below[:20]
-        plan = await explain(conn, queries.LIST_CHATS_OF_USER_BY_ACTIVITY, *args)
-        members, chats = rows_read(plan, "chat_members"), rows_read(plan, "chats")
-        # In any plan: custom plans once walked chats_activity_id instead, probing the
-        # user's membership of each chat until the page was full (about 1,400 chats of
-        # others for READER's first page here); the statement now rules that out.
-        assert total_rows(members) <= len(ranked) + 20
-        assert total_rows(chats) <= len(ranked) + 20
-        read_state_probes(plan, 20)
-        no_table_sorted_or_scanned_whole(plan, 20)
+    async with rolled_back(conn):
+        ranking = (
+            "SELECT c.id, c.activity FROM chat_members AS m JOIN chats AS c ON c.id = m.chat_id"
+            " WHERE m.user_id = $1 ORDER BY c.activity DESC, c.id DESC"
+        )
+        ranked = await conn.fetch(ranking, user)
+        middle = queries.ActivityCursor(ranked[len(ranked) // 2]["activity"], ranked[len(ranked) // 2]["id"])
+        # Sends since the last flush: chats unlisted, a third of them the user's, their
+        # activity moved above every listed one (the page must merge both kinds). The
+        # user's are those right below the halfway cursor, where their stale copies lie.
+        mine = [row["id"] for row in ranked[len(ranked) // 2 + 1 :][: unlisted // 3]]
+        others = await conn.fetch(
+            "SELECT id FROM chats WHERE id NOT IN (SELECT chat_id FROM chat_members WHERE user_id = $1)"
+            " ORDER BY id LIMIT $2",
+            user,
+            unlisted - len(mine),
+        )
+        await conn.execute(
+            "UPDATE chats SET last_message_id = (SELECT max(activity) FROM chats) + id, listed_activity = NULL"
+            " WHERE id = ANY ($1::bigint[])",
+            mine + [row["id"] for row in others],
+        )
+        ranked = await conn.fetch(ranking, user)
+        for cursor in (queries.FIRST_BY_ACTIVITY, middle):
+            args = (cursor.activity, cursor.chat_id, 20, user)
+            listing = json.loads(await conn.fetchval(queries.LIST_CHATS_OF_USER_BY_ACTIVITY, *args))
+            below = [row["id"] for row in ranked if (row["activity"], row["id"]) < cursor]
+            assert [chat["id"] for chat in listing["chats"]] == below[:20]
+            plan = await explain(conn, queries.LIST_CHATS_OF_USER_BY_ACTIVITY, *args)
+            members, chats = rows_read(plan, "chat_members"), rows_read(plan, "chats")
+            copies = [node for node in members if node["Index Name"] == "chat_members_user_id_activity"]
+            assert copies and total_rows(copies) <= 20 + 1 + len(mine), plan
+            assert all(node["Scan Direction"] == "Backward" for node in copies), plan
+            # The walk's lookups of its chats, the unlisted chats, the page's chats.
+            assert total_rows(chats) <= (20 + 1 + len(mine)) + unlisted + 20, plan
+            assert total_rows(members) <= total_rows(copies) + unlisted + 20, plan
+            read_state_probes(plan, 20)
+            no_table_sorted_or_scanned_whole(plan, 20)
 
 
 @pytest.mark.parametrize("limit", [1, 20, 100])

@@ -2,36 +2,46 @@
 -- serves: GET /chats (?order=activity, a user)
 -- One page of a user's chats by activity, most recently active first, each
 -- with its newest message and the user's read state, as
--- sql/chats/list_chats_by_activity.sql does for every chat. Activity is a
--- chat's and not a member's, so no index orders one user's chats by it (that
--- would cost every send a row write per member): the page is the top $3 of
--- the user's chats, read through chat_members_user_id_chat_id with one
--- chats_pkey lookup each. That grows with the number of chats the user is in
--- (not with their messages or unread counts); the JSON, with the probes of
--- each chat's newest message and read state, is built for the page's chats only.
+-- sql/chats/list_chats_by_activity.sql does for every chat. The listed chats
+-- (migrations/0008) come in order from the user's copies of their activity,
+-- read backward from the cursor, as far as the page needs; the unlisted ones
+-- (those whose activity moved since the last flush, and new ones) from chats
+-- itself, each found in the chats_unlisted index and checked for the user's
+-- membership. So the cost is the page plus the chats unlisted at the time, a
+-- number the flush keeps small whatever the user's chats or messages; the
+-- JSON, with the probes of each chat's newest message and read state, is
+-- built for the page's chats only.
 -- params: $1 activity bigint, $2 chat_id bigint: the cursor, exclusive (the first page passes
 --         9223372036854775807 for both), $3 chat_limit bigint (1 to 100), $4 user_id text
 -- returns: json {chats: [{id, title, created_at, last_message, last_read_id, unread_count}],
 --          next_cursor: text or null}
--- uses: chat_members_user_id_chat_id (the user's chats); chats_pkey (one lookup per chat of theirs); chat_members_pkey;
+-- uses: chat_members_user_id_activity (the user's listed chats, backward from the cursor);
+--       chats_unlisted with chat_members_pkey (the unlisted ones of the user's);
+--       chats_pkey; chat_members_pkey;
 --       messages_pkey (chat_id, id), the last entry per chat and the last up to the read marker;
 --       messages_chat_id_author_id; message_changes_chat_id_seq
-WITH mine AS (
-    -- Each chat's activity is a scalar subquery, one chats_pkey lookup per chat
-    -- of the user's, and OFFSET 0 keeps the cursor's condition out of here: no
-    -- plan can instead walk chats_activity_id over everyone's chats, checking
-    -- the user's membership of each until the page is full (a custom plan did).
-    SELECT
-        membership.chat_id AS id,
-        (SELECT chat.activity FROM chats AS chat WHERE chat.id = membership.chat_id) AS activity
+WITH listed AS (
+    -- A chat is listed in the same snapshot as its copies hold its activity:
+    -- chats that are not are skipped here (and found below).
+    SELECT membership.chat_id AS id, membership.activity
     FROM chat_members AS membership
+    JOIN chats AS chat ON chat.id = membership.chat_id
     WHERE membership.user_id = $4
-    OFFSET 0
+        AND (membership.activity, membership.chat_id) < ($1, $2)
+        AND chat.listed_activity IS NOT NULL
+    ORDER BY membership.activity DESC, membership.chat_id DESC
+    LIMIT $3::bigint + 1
+),
+unlisted AS (
+    SELECT chat.id, chat.activity
+    FROM chats AS chat
+    WHERE chat.listed_activity IS NULL
+        AND (chat.activity, chat.id) < ($1, $2)
+        AND EXISTS (SELECT FROM chat_members AS membership WHERE membership.chat_id = chat.id AND membership.user_id = $4)
 ),
 ranked AS (
     SELECT id, activity
-    FROM mine
-    WHERE (activity, id) < ($1, $2)
+    FROM (SELECT id, activity FROM listed UNION ALL SELECT id, activity FROM unlisted) AS both_kinds
     ORDER BY activity DESC, id DESC
     LIMIT $3::bigint + 1
 ),

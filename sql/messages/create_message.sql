@@ -35,7 +35,7 @@ created AS (
 ),
 counted AS (
     UPDATE chats
-    SET sent_count = sent_count + 1, last_message_id = created.id
+    SET sent_count = sent_count + 1, last_message_id = created.id, listed_activity = NULL
     FROM created
     WHERE chats.id = created.chat_id
 )

@@ -122,7 +122,7 @@ created AS (
 ),
 counted AS (
     UPDATE chats
-    SET sent_count = chats.sent_count + sent.messages, last_message_id = sent.last_message_id
+    SET sent_count = chats.sent_count + sent.messages, last_message_id = sent.last_message_id, listed_activity = NULL
     FROM (
         SELECT chat_id, count(*) AS messages, max(id) AS last_message_id
         FROM created

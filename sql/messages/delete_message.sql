@@ -57,6 +57,8 @@ moved AS (
             )
             ELSE chats.last_message_id
         END,
+        -- the chat's activity moves back with its newest message: unlisted (migrations/0008)
+        listed_activity = CASE WHEN deleted.last_message_id = deleted.id THEN NULL ELSE chats.listed_activity END,
         last_deleted_seq = greatest(chats.last_deleted_seq, deleted.seq)
     FROM deleted
     WHERE chats.id = deleted.chat_id
