@@ -177,9 +177,10 @@ def ensure_wrk() -> str:
 # counters moved. The prefill's chats are all new, unlisted until its last
 # step (migrations/0008), so the chats need no unlisting here and the same
 # statement serves a BEFORE tree at migration 0007 (bench/compare.py). It is
-# tests/api.py's FILL_CHATS but for that (bench/ does not import tests/). $1 chat ids, $2 messages per chat, $3 their text's prefix
-# (the n-th reads prefix || n), $4 their author. Within a chat the ids it
-# draws are consecutive (one statement, nobody else writing).
+# tests/api.py's FILL_CHATS but for that (bench/ does not import tests/).
+# $1 chat ids, $2 messages per chat, $3 their text's prefix (the n-th reads
+# prefix || n), $4 their author. Within a chat the ids it draws are
+# consecutive (one statement, nobody else writing).
 FILL_CHATS = """
 WITH filled AS (
     INSERT INTO messages (chat_id, seq, author, text)

@@ -550,6 +550,35 @@ async def test_a_users_listing_by_activity_reads_its_page_and_the_unlisted_chats
             no_table_sorted_or_scanned_whole(plan, 20)
 
 
+async def test_the_activity_flush_reads_the_unlisted_chats_and_their_members_only(
+    plans: tuple[asyncpg.Connection, int],
+) -> None:
+    """sql/chats/flush_activity.sql with 50 chats unlisted among 21,000: the partial index
+    chats_unlisted (all of it, 50 entries), then per chat its members through
+    chat_members_pkey and its row through chats_pkey; nothing of the listed chats."""
+    conn, _ = plans
+    async with rolled_back(conn):
+        unlisted = await conn.fetch(
+            "UPDATE chats SET listed_activity = NULL WHERE id IN (SELECT chat_id FROM chat_members"
+            " WHERE user_id = $1 ORDER BY chat_id LIMIT 50) RETURNING id",
+            READER,
+        )
+        members = await conn.fetchval(
+            "SELECT count(*) FROM chat_members WHERE chat_id = ANY ($1::bigint[])",
+            [row["id"] for row in unlisted],
+        )
+        plan = await explain(conn, queries.FLUSH_ACTIVITY, 1000)
+        assert await conn.fetchval("SELECT count(*) FROM chats WHERE listed_activity IS NULL") == 0
+        chats = rows_read(plan, "chats")
+        assert {node["Index Name"] for node in chats} <= {"chats_unlisted", "chats_pkey"}, plan
+        assert total_rows(chats) <= 2 * len(unlisted), plan
+        on_members = rows_read(plan, "chat_members")
+        assert {node["Index Name"] for node in on_members} == {"chat_members_pkey"}, plan
+        # The members, give or take EXPLAIN's rounding of each chat's average (per_loop).
+        assert total_rows(on_members) <= members + len(unlisted), plan
+        no_table_sorted_or_scanned_whole(plan, 1000)
+
+
 @pytest.mark.parametrize("limit", [1, 20, 100])
 async def test_the_servers_listing_by_activity_reads_at_most_limit_plus_one_entries_at_any_depth(
     plans: tuple[asyncpg.Connection, int], limit: int
