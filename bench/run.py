@@ -362,7 +362,7 @@ def prefill(url: str, runs: int, duration: int, *, extras: bool = True) -> Prefi
         )
         # Every chat listed, as the service's activity flush leaves them (chatsvc/activity.py),
         # before the statistics its plans start from (a BEFORE tree may predate migration 0008).
-        while listing and (raw.execute(STATEMENTS["flush_activity"].text, (1000,)).fetchone() or (0,))[0]:
+        while listing and (raw.execute(STATEMENTS["flush_activity"].text, (1000, 0)).fetchone() or (0,))[0]:
             pass
         conn.execute("VACUUM ANALYZE")
         conn.execute("CHECKPOINT")  # the prefill's writes flushed now, not during the first scenario

@@ -2,10 +2,12 @@
 
 A send marks its chat unlisted instead of writing a row per member; every
 serving process runs flush() every ACTIVITY_FLUSH_INTERVAL (chatsvc/app.py),
-and one of them at a time copies the unlisted chats' activity to their
-members. Until then a user's listing by activity reads those chats from chats
-itself, so it is exact either way: the interval only bounds how many chats a
-listing reads beyond its page.
+and one of them at a time copies the activity of the unlisted chats to their
+members, but for the KEPT_UNLISTED most recently active: those are being
+written to, and their next send would undo the copy. A user's listing by
+activity reads the unlisted chats from chats itself, so it is exact either
+way: the unlisted chats (at most KEPT_UNLISTED, plus those written to since
+the last flush) are what a listing reads beyond its page.
 """
 
 from __future__ import annotations
@@ -13,21 +15,22 @@ from __future__ import annotations
 from chatsvc import queries
 from chatsvc.db import Pool
 
-# Seconds between two flushes of a process, and chats listed per statement:
-# one statement's member rows stay locked until it commits (a 1,000-member
-# chat's mark_read waits for one statement of at most this many chats).
-ACTIVITY_FLUSH_INTERVAL = 0.5
+ACTIVITY_FLUSH_INTERVAL = 0.5  # seconds between two flushes of a process
+# The most recently active unlisted chats a flush leaves unlisted: a listing
+# probes each (one index entry and one membership lookup), a flush saves a row
+# write per member each time one of them is written to again.
+KEPT_UNLISTED = 100
+# Chats listed per statement: one statement's member rows stay locked until it
+# commits (a member's mark_read waits for one statement of at most this many).
 FLUSH_BATCH = 200
 
 
-async def flush(db: Pool, batch_size: int = FLUSH_BATCH) -> int:
-    """Lists every chat unlisted now, batch_size at a time; how many were listed.
-
-    0 while another process is flushing (it holds the lock, and lists them).
-    """
+async def flush(db: Pool, kept: int = KEPT_UNLISTED, batch_size: int = FLUSH_BATCH) -> int:
+    """Lists every chat unlisted now but the kept most recently active, batch_size at a
+    time; how many were listed. 0 while another process is flushing (it holds the lock)."""
     listed = 0
     while True:
-        done = await queries.flush_activity(db, batch_size)
+        done = await queries.flush_activity(db, batch_size, kept)
         listed += done
         if done < batch_size:
             return listed

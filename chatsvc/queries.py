@@ -187,10 +187,11 @@ async def list_chats_of_user_by_activity(db: Pool, cursor: ActivityCursor, limit
     return listing
 
 
-async def flush_activity(db: Pool, batch_size: int) -> int:
-    """Lists up to batch_size unlisted chats (migrations/0008); how many were listed."""
+async def flush_activity(db: Pool, batch_size: int, kept: int) -> int:
+    """Lists up to batch_size unlisted chats (migrations/0008), all but the kept most
+    recently active; how many were listed."""
     async with db.connection() as conn:
-        listed: int = await conn.fetchval(FLUSH_ACTIVITY, batch_size)
+        listed: int = await conn.fetchval(FLUSH_ACTIVITY, batch_size, kept)
     return listed
 
 

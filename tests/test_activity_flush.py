@@ -49,9 +49,10 @@ async def delete_newest(client: Client, chat_id: int) -> None:
 
 
 async def test_the_listing_follows_a_model_whether_or_not_the_flush_has_run(client: Client) -> None:
-    """Random sends, deletions of a chat's newest message, new members and flushes, in one
-    sequence; after each step both users' listings (pages of 2) are the model's order: a
-    chat ranks by its newest message, or by its creation when it has none."""
+    """Random sends, deletions of a chat's newest message, new members and flushes (whole
+    or partial), in one sequence; after each step both users' listings (pages of 2) are
+    the model's order: a chat ranks by its newest message, or by its creation when it has
+    none."""
     rng = random.Random(16)
     alice, bob = someone("alice"), someone("bob")
     order: dict[int, list[int]] = {}  # chat -> the ticks of its creation and of its messages left
@@ -76,8 +77,8 @@ async def test_the_listing_follows_a_model_whether_or_not_the_flush_has_run(clie
         elif action == "join":
             await add_member(client, chat_id, bob)
             members[bob].add(chat_id)
-        elif action == "flush":
-            await activity.flush(db)
+        elif action == "flush":  # all of them, or all but the two most recently active
+            await activity.flush(db, kept=rng.choice((0, 2)))
         for who in (alice, bob):
             expected = sorted(members[who], key=lambda c: (order[c][-1], c), reverse=True)
             assert await activity_ids(client, who, limit=2) == expected, (step, action, who)
@@ -113,7 +114,7 @@ async def test_flushes_racing_sends_deletions_and_new_members_never_leave_a_stal
     async def flusher() -> None:
         nonlocal flushed
         while not stop.is_set():
-            flushed += await activity.flush(pool)
+            flushed += await activity.flush(pool, kept=0)
 
     async def checker() -> None:
         nonlocal stale_seen
@@ -130,7 +131,7 @@ async def test_flushes_racing_sends_deletions_and_new_members_never_leave_a_stal
     # Flushed to the end: by this test's flush, or by the app's if it holds the lock.
     unlisted = "SELECT count(*) FROM chats WHERE id = ANY ($1) AND listed_activity IS NULL"
     for _ in range(100):
-        await activity.flush(pool)
+        await activity.flush(pool, kept=0)
         if not await db.fetchval(unlisted, chats):
             break
         await asyncio.sleep(0.05)
@@ -151,13 +152,13 @@ async def test_a_member_being_added_holds_off_sends_until_its_copy_is_in(
     alice, carol = someone("alice"), someone("carol")
     chat_id = await chat_with(client, alice)
     pool: Pool = client.app[DATABASE]
-    await activity.flush(pool)
+    await activity.flush(pool, kept=0)
     await other.fetchrow(queries.PUT_MEMBER, chat_id, carol, "member", None, ["owner"])  # in its transaction
     sent = await waiting_on_a_lock(db, post_as(client, chat_id, None))
-    await activity.flush(pool)
+    await activity.flush(pool, kept=0)
     await other.execute("COMMIT")
     await sent
-    await activity.flush(pool)
+    await activity.flush(pool, kept=0)
     assert await db.fetchval(STALE_COPIES, [chat_id]) == 0
     assert await activity_ids(client, carol) == [chat_id]
     newer = await chat_with(client, carol)

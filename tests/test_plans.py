@@ -119,7 +119,7 @@ async def big(big_database: str) -> AsyncIterator[tuple[asyncpg.Connection, int]
             EMPTY_LISTER,
         )
         # Every chat listed, as the service's activity flush leaves them (chatsvc/activity.py).
-        while await conn.fetchval(queries.FLUSH_ACTIVITY, 1000):
+        while await conn.fetchval(queries.FLUSH_ACTIVITY, 1000, 0):
             pass
         await conn.execute("ANALYZE chats; ANALYZE messages; ANALYZE chat_members; ANALYZE message_changes")
     yield conn, chat_id
@@ -550,12 +550,14 @@ async def test_a_users_listing_by_activity_reads_its_page_and_the_unlisted_chats
             no_table_sorted_or_scanned_whole(plan, 20)
 
 
+@pytest.mark.parametrize("kept", [0, 20])
 async def test_the_activity_flush_reads_the_unlisted_chats_and_their_members_only(
-    plans: tuple[asyncpg.Connection, int],
+    plans: tuple[asyncpg.Connection, int], kept: int
 ) -> None:
-    """sql/chats/flush_activity.sql with 50 chats unlisted among 21,000: the partial index
-    chats_unlisted (all of it, 50 entries), then per chat its members through
-    chat_members_pkey and its row through chats_pkey; nothing of the listed chats."""
+    """sql/chats/flush_activity.sql with 50 chats unlisted among 21,000, the kept most
+    recently active of them left so: the partial index chats_unlisted (all of it, 50
+    entries), then per chat listed its members through chat_members_pkey and its row
+    through chats_pkey; nothing of the listed chats."""
     conn, _ = plans
     async with rolled_back(conn):
         unlisted = await conn.fetch(
@@ -567,8 +569,15 @@ async def test_the_activity_flush_reads_the_unlisted_chats_and_their_members_onl
             "SELECT count(*) FROM chat_members WHERE chat_id = ANY ($1::bigint[])",
             [row["id"] for row in unlisted],
         )
-        plan = await explain(conn, queries.FLUSH_ACTIVITY, 1000)
-        assert await conn.fetchval("SELECT count(*) FROM chats WHERE listed_activity IS NULL") == 0
+        hot = await conn.fetch(
+            "SELECT id FROM chats WHERE listed_activity IS NULL ORDER BY activity DESC, id DESC LIMIT $1",
+            kept,
+        )
+        plan = await explain(conn, queries.FLUSH_ACTIVITY, 1000, kept)
+        left = await conn.fetch(
+            "SELECT id FROM chats WHERE listed_activity IS NULL ORDER BY activity DESC, id DESC"
+        )
+        assert left == hot
         chats = rows_read(plan, "chats")
         assert {node["Index Name"] for node in chats} <= {"chats_unlisted", "chats_pkey"}, plan
         assert total_rows(chats) <= 2 * len(unlisted), plan

@@ -1,26 +1,31 @@
 -- name: flush_activity :val
 -- serves: chatsvc serve: the activity flush (chatsvc/activity.py), every ACTIVITY_FLUSH_INTERVAL
--- Lists up to $1 unlisted chats (migrations/0008): copies each one's activity
--- to its member rows and marks it listed, in one statement, so that a listing
--- sees both or neither. A chat whose row is locked (a send, a deletion or a
--- member being added, under way) is skipped, left for the next flush: the
--- flush never waits behind a writer, and a writer waits for one short flush
--- at most. A member added just before this statement locked the chat, whom
--- its snapshot does not see, holds the activity read under that member's
--- share lock (sql/members/put_member.sql): the one marked listed here. The
--- last UPDATE's recheck (the activity and sent_count read) is then always
--- true; it stays so that nothing is ever marked listed at an activity that
--- is not the chat's. One flush at a time across processes (the advisory
+-- Lists up to $1 unlisted chats (migrations/0008), all but the $2 most
+-- recently active ones: copies each one's activity to its member rows and
+-- marks it listed, in one statement, so that a listing sees both or neither.
+-- The $2 left are the chats being written to now: listing one would be undone
+-- by its next send, a row write per member for nothing, while leaving it
+-- costs each listing one probe of it. A chat whose row is locked (a send, a
+-- deletion or a member being added, under way) is skipped, left for the next
+-- flush: the flush never waits behind a writer, and a writer waits for one
+-- short flush at most. A member added just before this statement locked the
+-- chat, whom its snapshot does not see, holds the activity read under that
+-- member's share lock (sql/members/put_member.sql): the one marked listed
+-- here. The last UPDATE's recheck (the activity and sent_count read) is then
+-- always true; it stays so that nothing is ever marked listed at an activity
+-- that is not the chat's. One flush at a time across processes (the advisory
 -- lock: two could leave copies of two different activities); a process that
 -- does not get it lists nothing this round.
--- params: $1 chat_limit bigint (chats per round)
+-- params: $1 chat_limit bigint (chats per round), $2 kept bigint (the most recently active
+--         unlisted chats left unlisted)
 -- returns: bigint, how many chats were marked listed (fewer than $1: no more to do now)
--- uses: chats_unlisted; chat_members_pkey (the members of each chat); chats_pkey
+-- uses: chats_unlisted (by activity, newest first); chat_members_pkey (the members of each chat); chats_pkey
 WITH due AS (
     SELECT id, activity, sent_count
     FROM chats
     WHERE listed_activity IS NULL AND (SELECT pg_try_advisory_xact_lock(hashtext('chatsvc flush_activity')))
-    ORDER BY id
+    ORDER BY activity DESC, id DESC
+    OFFSET $2
     LIMIT $1
     FOR NO KEY UPDATE SKIP LOCKED
 ),

@@ -5,10 +5,11 @@
 -- sql/chats/list_chats_by_activity.sql does for every chat. The listed chats
 -- (migrations/0008) come in order from the user's copies of their activity,
 -- read backward from the cursor, as far as the page needs; the unlisted ones
--- (those whose activity moved since the last flush, and new ones) from chats
--- itself, each found in the chats_unlisted index and checked for the user's
--- membership. So the cost is the page plus the chats unlisted at the time, a
--- number the flush keeps small whatever the user's chats or messages; the
+-- (the chats being written to now, those written to since the last flush,
+-- and new ones: chatsvc/activity.py) from chats itself, each found in the
+-- chats_unlisted index and checked for the user's membership. So the cost is
+-- the page plus the chats unlisted at the time, a number the flush keeps
+-- small whatever the user's chats or messages; the
 -- JSON, with the probes of each chat's newest message and read state, is
 -- built for the page's chats only.
 -- params: $1 activity bigint, $2 chat_id bigint: the cursor, exclusive (the first page passes
