@@ -14,7 +14,7 @@ from aiohttp import web
 from chatsvc import activity, idempotency, limits, openapi
 from chatsvc.callers import CALLER, Authenticator
 from chatsvc.db import Pool, connector, open_database
-from chatsvc.handlers import chat_events, chats, docs, members, messages, operations, read_state
+from chatsvc.handlers import chat_events, chats, docs, members, messages, operations, read_state, search
 from chatsvc.keys import (
     BACKGROUND,
     DATABASE,
@@ -50,6 +50,7 @@ ROUTES: openapi.Routes = {
     **messages.ROUTES,
     **members.ROUTES,
     **read_state.ROUTES,
+    **search.ROUTES,
     **chat_events.ROUTES,
     **operations.ROUTES,
     **docs.ROUTES,

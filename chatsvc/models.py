@@ -245,6 +245,15 @@ class MessagePage(BaseModel):
     )
 
 
+class SearchPage(BaseModel):
+    """One page of GET /search/messages."""
+
+    messages: list[Message] = Field(description="The messages found, newest first.")
+    next_before: int | None = Field(
+        description="Pass as `before` for the next page; null when this is the last."
+    )
+
+
 class Status(BaseModel):
     status: str = Field(examples=["ok"])
 

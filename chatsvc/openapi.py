@@ -38,6 +38,7 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     models.Message,
     models.ReadState,
     models.MessagePage,
+    models.SearchPage,
     models.Member,
     models.MemberPage,
     models.Status,

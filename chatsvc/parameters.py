@@ -117,6 +117,31 @@ class Choice:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class SearchText:
+    """?q=: what to search for, required; 422 otherwise."""
+
+    name: str
+    description: str
+
+    def parse(self, request: web.Request) -> str:
+        return parsing.search_text(request, self.name)
+
+    def openapi(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "in": "query",
+            "required": True,
+            "description": self.description,
+            "schema": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": parsing.SEARCH_TEXT_MAX,
+                "pattern": parsing.SEARCH_TEXT_PATTERN,
+            },
+        }
+
+
 CHATS_LIMIT = Limit(default=20)
 CHATS_ORDER = Choice(
     "order",
@@ -134,6 +159,14 @@ HISTORY_AFTER = Cursor(
 )
 EVENTS_AFTER = Cursor("after", "Resume after this event id (a message's id, or an edit's or deletion's).")
 MEMBERS_LIMIT = Limit(default=100)
+SEARCH_Q = SearchText(
+    "q",
+    "The words to find, all of them, each also as the start of a longer word, case-insensitive"
+    " (ё as е). Words are runs of letters and digits in any script; the rest separates them.",  # noqa: RUF001
+)
+SEARCH_CHAT = Cursor("chat_id", "Search this chat only (one the caller may read; else 404).")
+SEARCH_BEFORE = Cursor("before", "Messages with ids below this one: the `next_before` of the page before.")
+SEARCH_LIMIT = Limit(default=20)
 MEMBERS_AFTER = UserCursor(
     "after", "Members whose user id follows this one, bytewise (a user id, existing or not)."
 )

@@ -146,6 +146,52 @@ def choice(request: web.Request, name: str, options: tuple[str, ...]) -> str:
     return raw
 
 
+# A word: a run of letters and digits in any script (the contract's Search).
+_WORD = re.compile(r"[^\W_]+")
+SEARCH_TEXT_MAX = 200
+# The Unicode blocks of the scripts most text is written in: ASCII, Latin, Greek,
+# Cyrillic, Armenian, Hebrew, Arabic, Devanagari, Thai, Georgian, kana, CJK, Hangul.
+_SCRIPT_BLOCKS = ((0x30, 0x7A), (0xAA, 0x24F), (0x370, 0x3FF), (0x400, 0x52F), (0x531, 0x58F),
+                  (0x5D0, 0x5EA), (0x620, 0x6FF), (0x900, 0x97F), (0xE01, 0xE5B), (0x10A0, 0x10FF),
+                  (0x3041, 0x30FF), (0x4E00, 0x9FFF), (0xAC00, 0xD7A3))  # fmt: skip
+
+
+def _word_character_pattern() -> str:
+    """A regular expression, in the syntax JSON Schema and Python share, for one letter or
+    digit of those blocks (as str.isalnum() has them): a string it finds a match in holds a
+    word. The query's schema says so (SEARCH_TEXT_PATTERN); the API's own rule (_WORD) is
+    every script's."""
+    ranges: list[tuple[int, int]] = []
+    for first, last in _SCRIPT_BLOCKS:
+        for code in range(first, last + 1):
+            if chr(code).isalnum():
+                if ranges and ranges[-1][1] == code - 1:
+                    ranges[-1] = (ranges[-1][0], code)
+                else:
+                    ranges.append((code, code))
+    return "[" + "".join(f"\\u{a:04X}" if a == b else f"\\u{a:04X}-\\u{b:04X}" for a, b in ranges) + "]"
+
+
+# A search query as the schema states it: a letter or digit somewhere, no NUL anywhere.
+SEARCH_TEXT_PATTERN = f"^[^\\u0000]*{_word_character_pattern()}[^\\u0000]*$"
+
+
+def search_text(request: web.Request, name: str) -> str:
+    """A search query from the query string: 1 to SEARCH_TEXT_MAX characters holding at least one
+    word, and no NUL; 422 otherwise (also when absent)."""
+    loc = ["query", name]
+    raw = _single(request.query.getall(name, []), loc)
+    if raw is None:
+        raise ValidationFailed([{"loc": loc, "msg": "is required"}])
+    if not 1 <= len(raw) <= SEARCH_TEXT_MAX or "\x00" in raw:
+        raise ValidationFailed(
+            [{"loc": loc, "msg": f"must be 1 to {SEARCH_TEXT_MAX} characters, without NUL (U+0000)"}]
+        )
+    if not _WORD.search(raw):
+        raise ValidationFailed([{"loc": loc, "msg": "must hold at least one word (letters or digits)"}])
+    return raw
+
+
 def user_cursor(request: web.Request, name: str) -> str | None:
     """A paging cursor from the query that is a user id, existing or not."""
     raw = _single(request.query.getall(name, []), ["query", name])

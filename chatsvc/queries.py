@@ -47,6 +47,8 @@ FORGET_GONE_LISTENERS = statement("forget_gone_listeners", ":exec")
 PURGE_CHAT_IDEMPOTENCY_KEYS = statement("purge_chat_idempotency_keys", ":val")
 PURGE_MESSAGE_IDEMPOTENCY_KEYS = statement("purge_message_idempotency_keys", ":val")
 LIST_APPLIED_MIGRATIONS = statement("list_applied_migrations", ":many")
+SEARCH_MESSAGES = statement("search_messages", ":val")
+PLAN_FOR_THE_VALUES = statement("plan_for_the_values", ":exec")
 
 # The largest bigint: the exclusive upper cursor of a first page going back.
 NEWEST = 2**63 - 1
@@ -320,6 +322,21 @@ async def list_messages_before(
     async with db.connection() as conn:
         page: str | None = await conn.fetchval(
             LIST_MESSAGES_BEFORE, chat_id, NEWEST if before is None else before, limit, user, roles
+        )
+    return page
+
+
+async def search_messages(
+    db: Pool, q: str, chat_id: int | None, before: int | None, limit: int, user: str | None, roles: list[str]
+) -> str | None:
+    """A page of the messages holding every word of q, newest first, as JSON {messages,
+    next_before}; None when chat_id names no chat the caller may read. Planned for
+    these values (the words' frequencies decide how to find them), in a transaction
+    of its own so that the setting ends with it."""
+    async with db.connection() as conn, conn.transaction():
+        await conn.execute(PLAN_FOR_THE_VALUES)
+        page: str | None = await conn.fetchval(
+            SEARCH_MESSAGES, q, chat_id, NEWEST if before is None else before, limit, user, roles
         )
     return page
 

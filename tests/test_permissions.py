@@ -57,6 +57,7 @@ ACTIONS = [
     Action("read one message", "GET", lambda c, _: f"/chats/{c.id}/messages/{c.message_id}", None, READ),
     Action("read its members", "GET", lambda c, _: f"/chats/{c.id}/members/", None, READ),
     Action("follow its events", "GET", lambda c, _: f"/chats/{c.id}/events", None, READ),
+    Action("search its messages", "GET", lambda c, _: f"/search/messages?q=mine&chat_id={c.id}", None, READ),
     Action(
         "send a message", "POST", lambda c, _: f"/chats/{c.id}/messages/", {"text": "hi"}, row(201, 201, 201)
     ),

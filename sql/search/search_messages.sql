@@ -1,0 +1,69 @@
+-- name: search_messages :val
+-- serves: GET /search/messages
+-- One page of the messages holding every word of $1 (each word also as the
+-- start of a longer one), newest first, below $3: in chat $2, or in every
+-- chat the caller may read (the server: every chat; a user: the chats where
+-- they are a member in a role of $6, chatsvc/permissions.py). Rendered as the
+-- JSON the API answers with. A message's words and the query's are taken by
+-- message_words() (migrations/0009) and matched in the 'simple' text search
+-- configuration, named here as in the index, so that messages_search serves.
+-- Run with a plan made for the values (sql/search/plan_for_the_values.sql):
+-- the planner then weighs the words by the index's statistics. A rare word is
+-- read from messages_search, its matches only, then sorted; a common one by
+-- walking messages_id (or, in one chat, messages_pkey) backward from $3,
+-- checking each message, until the page is full.
+-- params: $1 q text (1 to 200 characters, at least one word), $2 chat_id bigint (null: every chat
+--         the caller may read), $3 before bigint (exclusive; the first page passes
+--         9223372036854775807), $4 message_limit bigint (1 to 100),
+--         $5 caller_user text (null for the server), $6 roles text[] (member roles allowed to read)
+-- returns: json {messages: [{id, chat_id, author, text, created_at, edited_at}], next_before: bigint or null},
+--          or null when $2 is given and is no chat the caller may read
+-- uses: messages_search (GIN) or messages_id / messages_pkey backward; chat_members_user_id_chat_id
+--       (a user's chats); chats_pkey and chat_members_pkey (for $2)
+WITH found AS (
+    SELECT m.id, m.chat_id, m.author, m.text, m.created_at, m.edited_at
+    FROM messages AS m
+    WHERE to_tsvector('simple', message_words(m.text))
+            -- The query's words, each a prefix, all required: 'word1':* & 'word2':*.
+            -- Its words hold only letters and digits, nothing the tsquery syntax reads.
+            @@ to_tsquery(
+                'simple',
+                nullif(array_to_string(tsvector_to_array(to_tsvector('simple', message_words($1))), ':* & '), '')
+                    || ':*'
+            )
+        AND m.id < $3
+        AND ($2::bigint IS NULL OR m.chat_id = $2)
+        AND (
+            $5::text IS NULL
+            OR m.chat_id IN (SELECT chat_id FROM chat_members WHERE user_id = $5 AND role = ANY ($6::text[]))
+        )
+    ORDER BY m.id DESC
+    LIMIT $4::bigint + 1
+)
+SELECT CASE
+    WHEN $2::bigint IS NOT NULL AND NOT EXISTS (
+        SELECT FROM chats
+        WHERE id = $2
+            AND (
+                $5::text IS NULL
+                OR (SELECT role FROM chat_members WHERE chat_id = $2 AND user_id = $5) = ANY ($6::text[])
+            )
+    ) THEN NULL
+    ELSE (
+        SELECT to_json(page)
+        FROM (
+            SELECT
+                coalesce(
+                    (
+                        SELECT array_to_json(array_agg(shown ORDER BY shown.id DESC))
+                        FROM (SELECT * FROM found ORDER BY id DESC LIMIT $4) AS shown
+                    ),
+                    '[]'
+                ) AS messages,
+                -- The page's oldest, when one more message matched below it.
+                CASE WHEN (SELECT count(*) FROM found) > $4 THEN (
+                    SELECT min(id) FROM (SELECT id FROM found ORDER BY id DESC LIMIT $4) AS shown
+                ) END AS next_before
+        ) AS page
+    )
+END;
