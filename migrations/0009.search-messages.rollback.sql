@@ -1,5 +1,5 @@
 -- Back to 0008: no search.
-DROP INDEX messages_id;
+DROP INDEX messages_id_for_search;
 DROP INDEX messages_search;
 DROP FUNCTION message_words(text);
 DROP COLLATION chatsvc_words;

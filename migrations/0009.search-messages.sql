@@ -50,5 +50,9 @@ CREATE INDEX IF NOT EXISTS messages_search ON messages USING gin (to_tsvector('s
 
 -- Every message by id, newest first across chats: a search for a common word
 -- walks it backward, stopping once a page is full (messages_pkey orders by id
--- within one chat only).
-CREATE INDEX IF NOT EXISTS messages_id ON messages (id);
+-- within one chat only). Its predicate holds for every message
+-- (messages_text_length), but only sql/search/search_messages.sql states it,
+-- so only the search can use it: a plain index on id tempts the planner, for
+-- one chat's range of ids (a history page, a resume), into walking every
+-- chat's messages of that range and dropping the others'.
+CREATE INDEX IF NOT EXISTS messages_id_for_search ON messages (id) WHERE char_length(text) > 0;

@@ -33,6 +33,8 @@ def a_run(rps: float, p50: float, p99: float) -> dict[str, Any]:
         "get_chat_workers2",
         "post_message_workers2",
         "get_chat_auth_off",
+        "get_chat_server",
+        "get_chat_server_again",
         "post_message_auth_off",
         "get_chat_auth_off_again",
         "post_message_auth_off_again",

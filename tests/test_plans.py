@@ -206,7 +206,9 @@ LEADING: dict[str, str | None] = {
     "message_idempotency_keys_created_at": "created_at",
     "message_idempotency_keys_pkey": "chat_id",
     "messages_chat_id_author_id": "chat_id",
+    "messages_id_for_search": "id",
     "messages_pkey": "chat_id",
+    "messages_search": "to_tsvector",
     "user_write_buckets_pkey": "user_id",
 }
 
@@ -851,3 +853,131 @@ async def test_a_write_charge_probes_one_key_and_the_bucket_purge_reads_one_batc
             node.get("Index Name", "user_write_buckets_pkey") == "user_write_buckets_pkey" for node in scans
         )
         assert total_rows(scans) <= 2 * 100  # the batch, then its rows to delete
+
+
+# -- Search (sql/search/search_messages.sql) ------------------------------------
+
+SEARCH_CHATS = 1_000  # one of SEARCH_BIG messages, the rest of SEARCH_SMALL each
+SEARCH_BIG = 100_000
+SEARCH_SMALL = 100
+SEARCHER = "searcher"  # a member of the big chat and of 49 small ones
+# Every message holds "often" or "seldom" (every other one each) and "word<n>"; one in
+# 25,000 holds "rarity" too. Written as sql/messages/ would number them.
+SEARCH_FILL = """
+WITH filled AS (
+    INSERT INTO messages (chat_id, seq, text)
+    SELECT c.id, n,
+        'msg ' || CASE WHEN n % 2 = 0 THEN 'often' ELSE 'seldom' END
+            || CASE WHEN (c.id + n) % 25000 = 7 THEN ' rarity' ELSE '' END || ' word' || (n % 3000)
+    FROM chats AS c, generate_series(1, CASE WHEN c.id = $1::bigint THEN $2::integer ELSE $3::integer END) AS n
+    ORDER BY c.id, n
+    RETURNING chat_id, id
+)
+UPDATE chats
+SET sent_count = counted.messages, last_message_id = counted.newest, listed_activity = NULL
+FROM (SELECT chat_id, count(*) AS messages, max(id) AS newest FROM filled GROUP BY chat_id) AS counted
+WHERE chats.id = counted.chat_id
+"""
+
+
+@pytest.fixture(scope="module")
+def search_database(make_migrated_database: Callable[[], str]) -> str:
+    return make_migrated_database()
+
+
+@pytest.fixture
+async def searched(search_database: str) -> AsyncIterator[tuple[asyncpg.Connection, int]]:
+    """SEARCH_CHATS chats of about 200,000 messages, ANALYZEd; the connection and the big chat."""
+    conn = await asyncpg.connect(search_database)
+    big = await conn.fetchval("SELECT min(id) FROM chats")
+    if big is None:
+        await conn.execute(
+            "INSERT INTO chats (title) SELECT 'c' || n FROM generate_series(1, $1) AS n", SEARCH_CHATS
+        )
+        big = await conn.fetchval("SELECT min(id) FROM chats")
+        await conn.execute(SEARCH_FILL, big, SEARCH_BIG, SEARCH_SMALL)
+        await conn.execute(
+            "INSERT INTO chat_members (chat_id, user_id, role)"
+            " SELECT id, $1, 'member' FROM chats WHERE id = $2 OR id IN (SELECT id FROM chats ORDER BY id DESC LIMIT 49)",
+            SEARCHER,
+            big,
+        )
+        # Others in every chat, 20 each among 1,000 users, as a service in use has them.
+        await conn.execute(
+            "INSERT INTO chat_members (chat_id, user_id, role)"
+            " SELECT id, 'user-' || ((id * 20 + n) % 1000), 'member' FROM chats, generate_series(1, 20) AS n"
+            " ON CONFLICT DO NOTHING"
+        )
+        await conn.execute("VACUUM ANALYZE")
+    yield conn, big
+    await conn.close()
+
+
+async def explain_search(conn: asyncpg.Connection, *args: object) -> list[dict[str, Any]]:
+    """The search's executed plan as served: in a transaction planned for the values."""
+    async with rolled_back(conn):
+        await conn.execute(queries.PLAN_FOR_THE_VALUES)
+        return await explain(conn, queries.SEARCH_MESSAGES, *args)
+
+
+SEARCH_SCOPES = [
+    (None, False),
+    (SEARCHER, False),
+    (None, True),
+    (SEARCHER, True),
+]  # (caller, the big chat only)
+
+
+@pytest.mark.parametrize(("caller", "in_big_chat"), SEARCH_SCOPES)
+async def test_a_rare_word_reads_its_matches_from_the_index_and_nothing_else(
+    searched: tuple[asyncpg.Connection, int], caller: str | None, in_big_chat: bool
+) -> None:
+    """ "rarity" holds in about 1 message in 25,000: messages_search gives its matches (and
+    a bitmap of them is read, rechecked, filtered by scope and sorted), never a walk of
+    messages, whatever the scope."""
+    conn, big = searched
+    chat_id = big if in_big_chat else None
+    matches = await conn.fetchval("SELECT count(*) FROM messages WHERE text LIKE '%rarity%'")
+    assert 5 <= matches <= 20
+    plan = await explain_search(conn, "rarity", chat_id, queries.NEWEST, 20, caller, ROLES)
+    scans = rows_read(plan, "messages")
+    assert {node["Node Type"] for node in scans} == {"Bitmap Heap Scan"}, plan
+    # The bitmap's own index scans (not those of the subplan listing the user's chats).
+    bitmaps = [node for scan in scans for node in scan["Plans"] if node["Parent Relationship"] == "Outer"]
+    assert [node["Index Name"] for node in bitmaps] == ["messages_search"], plan
+    assert total_rows(scans) <= matches, plan
+    no_table_sorted_or_scanned_whole(plan, matches)
+
+
+@pytest.mark.parametrize(("caller", "in_big_chat"), SEARCH_SCOPES)
+@pytest.mark.parametrize("depth", ["newest", "halfway"])
+async def test_a_common_word_stops_after_a_page(
+    searched: tuple[asyncpg.Connection, int], caller: str | None, in_big_chat: bool, depth: str
+) -> None:
+    """ "often" holds in every other message: the newest messages of the scope are walked
+    backward from the cursor (messages_id_for_search across chats, messages_pkey in one),
+    checked one by one, until the page (and one more) is found; about twice the page is
+    read, never the word's 100,000 matches."""
+    conn, big = searched
+    chat_id = big if in_big_chat else None
+    before = queries.NEWEST
+    if depth == "halfway":
+        before = await conn.fetchval(
+            "SELECT id FROM messages WHERE chat_id = $1 AND seq = $2", big, SEARCH_BIG // 2
+        )
+    limit = 20
+    listing = json.loads(
+        await conn.fetchval(queries.SEARCH_MESSAGES, "often", chat_id, before, limit, caller, ROLE_LIST)
+    )
+    assert len(listing["messages"]) == limit and listing["next_before"]
+    plan = await explain_search(conn, "often", chat_id, before, limit, caller, ROLES)
+    scans = rows_read(plan, "messages")
+    assert all(
+        node["Node Type"] == "Index Scan" and node["Scan Direction"] == "Backward" for node in scans
+    ), plan
+    assert {node["Index Name"] for node in scans} == {
+        "messages_pkey" if in_big_chat else "messages_id_for_search"
+    }, plan
+    # Every other message matches; a user's walk also passes the other chats' newest ones.
+    assert total_rows(scans) <= 4 * (limit + 1), plan
+    no_table_sorted_or_scanned_whole(plan, limit)

@@ -10,7 +10,7 @@
 -- Run with a plan made for the values (sql/search/plan_for_the_values.sql):
 -- the planner then weighs the words by the index's statistics. A rare word is
 -- read from messages_search, its matches only, then sorted; a common one by
--- walking messages_id (or, in one chat, messages_pkey) backward from $3,
+-- walking messages_id_for_search (or, in one chat, messages_pkey) backward from $3,
 -- checking each message, until the page is full.
 -- params: $1 q text (1 to 200 characters, at least one word), $2 chat_id bigint (null: every chat
 --         the caller may read), $3 before bigint (exclusive; the first page passes
@@ -18,7 +18,7 @@
 --         $5 caller_user text (null for the server), $6 roles text[] (member roles allowed to read)
 -- returns: json {messages: [{id, chat_id, author, text, created_at, edited_at}], next_before: bigint or null},
 --          or null when $2 is given and is no chat the caller may read
--- uses: messages_search (GIN) or messages_id / messages_pkey backward; chat_members_user_id_chat_id
+-- uses: messages_search (GIN) or messages_id_for_search / messages_pkey backward; chat_members_user_id_chat_id
 --       (a user's chats); chats_pkey and chat_members_pkey (for $2)
 WITH found AS (
     SELECT m.id, m.chat_id, m.author, m.text, m.created_at, m.edited_at
@@ -32,6 +32,12 @@ WITH found AS (
                     || ':*'
             )
         AND m.id < $3
+        -- Across chats: a condition true of every message, stated so that
+        -- messages_id_for_search may serve (migrations/0009). In one chat it is
+        -- not stated (the plan for the values drops it), and messages_pkey
+        -- serves: a walk of every chat's newest messages for one chat's would
+        -- pass all the others' first.
+        AND ($2::bigint IS NOT NULL OR char_length(m.text) > 0)
         AND ($2::bigint IS NULL OR m.chat_id = $2)
         AND (
             $5::text IS NULL
