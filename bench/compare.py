@@ -11,7 +11,7 @@ scenarios read; written without seq or counters for a schema from before
 migration 0007); each round runs get_chat and
 post_message with wrk against one, then the other, taking turns on who goes
 first, so that drift in a shared, noisy machine lands on both. Prints each
-scenario's requests/s per round and the medians. Run by hand, never by tests.
+scenario's requests/s and p99 per round, and their medians. Run by hand, never by tests.
 
 `--before-auth off` serves BEFORE with CHATSVC_AUTH=off: `compare.py . .
 --before-auth off` is what checking credentials, membership and the write
@@ -51,6 +51,7 @@ def main() -> None:
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
     binary = bench.ensure_wrk()
     measured: dict[str, dict[str, list[float]]] = {name: {s: [] for s in SCENARIOS} for name in trees}
+    tails: dict[str, dict[str, list[float]]] = {name: {s: [] for s in SCENARIOS} for name in trees}  # p99 ms
     with (
         tempfile.TemporaryDirectory(prefix="chatsvc-compare-") as tmp,
         EmbeddedPostgres(Path(tmp) / "pg") as pg,
@@ -78,15 +79,20 @@ def main() -> None:
                     for scenario in SCENARIOS:
                         result = bench.wrk(binary, f"http://127.0.0.1:{port}", scenario, data[name], args)
                         measured[name][scenario].append(result["rps"])
+                        tails[name][scenario].append(result["p99_ms"])
                 print(f"round {round_number + 1}, {name}: "
                       f"{ {s: round(v[-1]) for s, v in measured[name].items()} }", file=sys.stderr)  # fmt: skip
-    print(f"\n{'scenario':<16}{'before':>10}{'after':>10}{'after/before':>14}   each round (before | after)")
-    for scenario in SCENARIOS:
-        before, after = (statistics.median(measured[name][scenario]) for name in trees)
-        rounds = " ".join(
-            f"{b:.0f}|{a:.0f}" for b, a in zip(*(measured[n][scenario] for n in trees), strict=True)
-        )
-        print(f"{scenario:<16}{before:>10.0f}{after:>10.0f}{after / before:>14.2f}   {rounds}")
+    for title, values, digits in (("req/s", measured, 0), ("p99 ms", tails, 1)):
+        print(f"\n{title:<16}{'before':>10}{'after':>10}{'after/before':>14}   each round (before | after)")
+        for scenario in SCENARIOS:
+            before, after = (statistics.median(values[name][scenario]) for name in trees)
+            rounds = " ".join(
+                f"{b:.{digits}f}|{a:.{digits}f}"
+                for b, a in zip(*(values[n][scenario] for n in trees), strict=True)
+            )
+            print(
+                f"{scenario:<16}{before:>10.{digits}f}{after:>10.{digits}f}{after / before:>14.2f}   {rounds}"
+            )
 
 
 if __name__ == "__main__":

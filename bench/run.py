@@ -29,6 +29,10 @@ unread, empty, empty, unread; and the first user's listing by activity
 (list_chats_by_activity). The prefill writes messages as the service does
 (seq, chats' counters), as any writer that bypasses it must.
 
+Issue 17's: GET /search/messages for a rare and a common word, by a user who
+is a member of 50 of the 1,000 chats of 1,000 messages each prefilled for it
+(SEARCHES), and by the server over every chat.
+
 Ceilings, measured in the same run: a bare aiohttp handler answering a
 constant body as large as a get_chat answer (what the HTTP stack can do at
 all), and pgbench running the get_chat SQL file with the same concurrency
@@ -71,7 +75,8 @@ from chatsvc.sql import STATEMENTS
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = ("get_chat", "get_chat_big", "history", "history_deep", "post_message", "edit_message",
-             "delete_message", "mixed", "create_chat", "list_chats_unread_1m", "list_chats_by_activity")  # fmt: skip
+             "delete_message", "mixed", "create_chat", "list_chats_unread_1m", "list_chats_by_activity",
+             "search_rare_user", "search_common_user", "search_rare_server", "search_common_server")  # fmt: skip
 CHATS = 100  # chats of MESSAGES messages each, for get_chat and post_message
 MESSAGES = 1_000
 BIG = 1_000_000  # messages in the one big chat
@@ -97,6 +102,41 @@ WRITER = "bench-writer"  # who wrote them
 CHANGED = 100  # chats of MESSAGES messages, a tenth deleted and a tenth edited: the change log
 # The listing scenarios (list_chats_empty runs paired with list_chats_unread_1m):
 # scenarios.lua's script, and the user whose GET /chats/ it is.
+# The search scenarios (issue 17): SEARCH_CHATS chats of SEARCH_MESSAGES messages
+# each, SEARCHER a member of every SEARCH_SHARE-th; a rare word (RARE, in one
+# message of SEARCH_MESSAGES in every RARE_EVERY-th chat) and a common one
+# ("message": every prefilled message holds it, and every message sent). The
+# server searches every chat (the other scenarios' too). scenario -> (query, user;
+# None: the server).
+SEARCH_CHATS = 1_000
+SEARCH_MESSAGES = 1_000
+SEARCH_SHARE = 20
+SEARCHER = "bench-searcher"
+RARE, RARE_EVERY = "quetzal", 50
+SEARCHES = {
+    "search_rare_user": (RARE, SEARCHER),
+    "search_common_user": ("message", SEARCHER),
+    "search_rare_server": (RARE, None),
+    "search_common_server": ("message", None),
+}
+# The search chats' messages: "message <n> note<k>" (5,000 notes), RARE in one of each
+# RARE_EVERY-th chat. $1 chat ids, $2 messages per chat; numbered as FILL_CHATS does.
+FILL_SEARCH_CHATS = """
+WITH filled AS (
+    INSERT INTO messages (chat_id, seq, text)
+    SELECT c.id, n, 'message ' || n || ' note' || ((c.id * 7 + n) % 5000)
+        || CASE WHEN n = 500 AND c.id % $3 = 0 THEN ' ' || $4 ELSE '' END
+    FROM chats AS c, generate_series(1, $2::integer) AS n
+    WHERE c.id = ANY ($1::bigint[])
+    ORDER BY c.id, n
+    RETURNING chat_id, id
+)
+UPDATE chats
+SET sent_count = sent_count + $2, last_message_id = newest.id
+FROM (SELECT chat_id, max(id) AS id FROM filled GROUP BY chat_id) AS newest
+WHERE chats.id = newest.chat_id
+"""
+
 LISTINGS = {
     "list_chats_unread_1m": ("list_chats", LIST_UNREAD_USER),
     "list_chats_empty": ("list_chats", LIST_EMPTY_USER),
@@ -354,6 +394,15 @@ def prefill(url: str, runs: int, duration: int, *, extras: bool = True) -> Prefi
             changed = new_chats(CHANGED, "changed")
             fill(changed, MESSAGES)
             raw.execute(CHANGE_CHATS, (changed,))
+            searched = new_chats(SEARCH_CHATS, "searched #")
+            for start in range(0, SEARCH_CHATS, 100):  # statements of 100,000 messages
+                raw.execute(
+                    FILL_SEARCH_CHATS, (searched[start : start + 100], SEARCH_MESSAGES, RARE_EVERY, RARE)
+                )
+            conn.execute(
+                "INSERT INTO chat_members (chat_id, user_id) SELECT c, %s FROM unnest(%s::bigint[]) AS c",
+                (SEARCHER, searched[::SEARCH_SHARE]),
+            )
         # Every bench user is a member of every chat the other scenarios use.
         conn.execute(
             "INSERT INTO chat_members (chat_id, user_id)"
@@ -612,6 +661,10 @@ def one_run(
         scenario_data = (
             {**data, "DELETE_TARGETS": prefilled.deletions[run]} if name == "delete_message" else data
         )
+        if name in SEARCHES:
+            query, searcher = SEARCHES[name]
+            script, tokens = "search", token(searcher) if searcher else SERVER_KEY
+            scenario_data = {**data, "SEARCH_Q": query}
         return wrk(binary, at, script, scenario_data, args, tokens)
 
     # The same service with CHATSVC_AUTH=off, alive alongside: get_chat and
@@ -712,7 +765,7 @@ def ratios(results: dict[str, dict[str, Any]], deletes: dict[str, float]) -> dic
         "delete_message / post_message": rps["delete_message"] / rps["post_message"],
     }
     for read in ("get_chat", "get_chat_big", "history", "history_deep", "list_chats_unread_1m",
-                 "list_chats_empty", "list_chats_by_activity", "edit_message", "delete_message"):  # fmt: skip
+                 "list_chats_empty", "list_chats_by_activity", "edit_message", "delete_message", *SEARCHES):  # fmt: skip
         measured[f"{read} p99 / p50"] = results[read]["p99_ms"] / results[read]["p50_ms"]
     return measured
 

@@ -87,6 +87,8 @@ local scenarios = {
   -- The listings run with TOKENS holding one user's token: theirs is the listing.
   list_chats = function() return get("/chats/?limit=20") end,
   list_chats_by_activity = function() return get("/chats/?order=activity&limit=20") end,
+  -- SEARCH_Q: the words searched for (letters and digits only: no escaping needed).
+  search = function() return get("/search/messages?limit=20&q=" .. os.getenv("SEARCH_Q")) end,
   edit_message = edit_message,
   delete_message = delete_message,
   ceiling = function() return wrk.format("GET", "/") end,
