@@ -981,3 +981,31 @@ async def test_a_common_word_stops_after_a_page(
     # Every other message matches; a user's walk also passes the other chats' newest ones.
     assert total_rows(scans) <= 4 * (limit + 1), plan
     no_table_sorted_or_scanned_whole(plan, limit)
+
+
+async def test_a_users_search_starts_at_their_newest_message_not_at_what_others_sent_since(
+    searched: tuple[asyncpg.Connection, int],
+) -> None:
+    """5,000 messages holding a common word sent since to a chat SEARCHER is not in: the
+    user's search for it reads what it read before (the walk starts at the newest
+    message of their chats), and finds what it found before."""
+    word = "often"
+    conn, _ = searched
+    alone = await conn.fetchval(
+        "SELECT max(id) FROM chats WHERE id NOT IN (SELECT chat_id FROM chat_members WHERE user_id = $1)",
+        SEARCHER,
+    )
+    args = (word, None, queries.NEWEST, 20, SEARCHER)
+    quiet = json.loads(await conn.fetchval(queries.SEARCH_MESSAGES, *args, ROLE_LIST))
+    read_quiet = total_rows(rows_read(await explain_search(conn, *args, ROLES), "messages"))
+    async with rolled_back(conn):
+        await conn.execute(
+            "WITH sent AS (INSERT INTO messages (chat_id, seq, text)"
+            " SELECT $1, 100000 + n, 'often ' || n FROM generate_series(1, 5000) AS n RETURNING id)"
+            " UPDATE chats SET last_message_id = (SELECT max(id) FROM sent), listed_activity = NULL WHERE id = $1",
+            alone,
+        )
+        busy = json.loads(await conn.fetchval(queries.SEARCH_MESSAGES, *args, ROLE_LIST))
+        plan = await explain_search(conn, *args, ROLES)
+    assert busy == quiet
+    assert total_rows(rows_read(plan, "messages")) <= read_quiet + 1, plan

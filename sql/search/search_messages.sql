@@ -10,8 +10,9 @@
 -- Run with a plan made for the values (sql/search/plan_for_the_values.sql):
 -- the planner then weighs the words by the index's statistics. A rare word is
 -- read from messages_search, its matches only, then sorted; a common one by
--- walking messages_id_for_search (or, in one chat, messages_pkey) backward from $3,
--- checking each message, until the page is full.
+-- walking messages_id_for_search (or, in one chat, messages_pkey) backward from $3
+-- (for a user, from the newest message of their chats), checking each
+-- message, until the page is full.
 -- params: $1 q text (1 to 200 characters, at least one word), $2 chat_id bigint (null: every chat
 --         the caller may read), $3 before bigint (exclusive; the first page passes
 --         9223372036854775807), $4 message_limit bigint (1 to 100),
@@ -19,7 +20,7 @@
 -- returns: json {messages: [{id, chat_id, author, text, created_at, edited_at}], next_before: bigint or null},
 --          or null when $2 is given and is no chat the caller may read
 -- uses: messages_search (GIN) or messages_id_for_search / messages_pkey backward; chat_members_user_id_chat_id
---       (a user's chats); chats_pkey and chat_members_pkey (for $2)
+--       (a user's chats, and chats_pkey for their newest message); chats_pkey and chat_members_pkey (for $2)
 WITH found AS (
     SELECT m.id, m.chat_id, m.author, m.text, m.created_at, m.edited_at
     FROM messages AS m
@@ -42,6 +43,16 @@ WITH found AS (
         AND (
             $5::text IS NULL
             OR m.chat_id IN (SELECT chat_id FROM chat_members WHERE user_id = $5 AND role = ANY ($6::text[]))
+        )
+        -- For a user, nothing above the newest message of their chats: a walk
+        -- starts there, not at the messages others sent since.
+        AND (
+            $5::text IS NULL
+            OR m.id <= (
+                SELECT max((SELECT chat.last_message_id FROM chats AS chat WHERE chat.id = mine.chat_id))
+                FROM chat_members AS mine
+                WHERE mine.user_id = $5 AND mine.role = ANY ($6::text[])
+            )
         )
     ORDER BY m.id DESC
     LIMIT $4::bigint + 1
