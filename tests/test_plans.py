@@ -223,6 +223,10 @@ def rows_read(
         assert node["Node Type"] in INDEXED, node
         for index_scan in nodes(node) if by_first_column else ():
             if "Index Name" in index_scan and (leading := LEADING[index_scan["Index Name"]]):
+                # An end of the index read for min() or max(): PostgreSQL 17+ states no
+                # condition for it (16 says "id IS NOT NULL"), and it reads one entry.
+                if "Index Cond" not in index_scan and per_loop(index_scan) <= 1:
+                    continue
                 assert re.search(rf"\((ROW\()?{leading}\b", index_scan.get("Index Cond", "")), index_scan
     return scans
 
