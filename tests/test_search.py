@@ -201,3 +201,13 @@ async def test_two_hundred_characters_and_one_word_are_enough(client: Client) ->
 async def test_searching_needs_a_credential(anonymous_client: Client) -> None:
     response = await anonymous_client.get("/search/messages", params={"q": "hello"})
     await problem(response, 401)
+
+
+async def test_a_page_holds_twenty_messages_unless_limit_says_otherwise(client: Client) -> None:
+    t = tag()
+    chat_id = await chat_with(client, someone("alice"))
+    ids = [(await post_as(client, chat_id, None, f"{t} n{n}"))["id"] for n in range(21)]
+    page = await search(client, t)
+    assert [message["id"] for message in page["messages"]] == ids[:0:-1]  # the 20 newest
+    assert page["next_before"] == ids[1]
+    assert [message["id"] for message in (await search(client, t, before=ids[1]))["messages"]] == [ids[0]]
