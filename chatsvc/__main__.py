@@ -32,16 +32,22 @@ STARTUP_FAILURES: tuple[type[BaseException], ...] = (
 
 
 @contextmanager
-def database_url(settings: Settings) -> Iterator[str]:
-    """DATABASE_URL when set (refused unless its encoding is UTF8); otherwise the
-    embedded PostgreSQL, stopped on exit. Every command starts here."""
+def database(settings: Settings) -> Iterator[Settings]:
+    """settings with a database: DATABASE_URL when set (refused unless its encoding
+    is UTF8), else the embedded PostgreSQL, stopped on exit. Every command starts here."""
     if settings.database_url is not None:
         migrate.check_encoding(settings.database_url)
-        yield settings.database_url
+        yield settings
         return
     with EmbeddedPostgres(settings.data_dir) as embedded:
         log.info("embedded PostgreSQL in %s", settings.data_dir)
-        yield embedded.url()
+        yield settings.model_copy(update={"database_url": embedded.url()})
+
+
+def migrations_url(settings: Settings) -> str:
+    url = settings.migrations_url
+    assert url is not None, "database() gives every command a database"
+    return url
 
 
 def serve(settings: Settings, workers: int) -> None:
@@ -51,10 +57,9 @@ def serve(settings: Settings, workers: int) -> None:
             "CHATSVC_AUTH=off: no credential is checked and every request acts as the server; "
             "for local experiments only"
         )
-    with database_url(settings) as url:
-        applied = migrate.apply(url)  # once, before any worker starts
+    with database(settings) as ready:
+        applied = migrate.apply(migrations_url(ready))  # once, before any worker starts
         log.info("migrations applied: %d", applied)
-        ready = settings.model_copy(update={"database_url": url})
         if workers == 1:
             run(ready)
         elif (code := supervise(ready, workers)) != 0:
@@ -68,7 +73,8 @@ def run_migrate(settings: Settings, args: argparse.Namespace) -> None:
         )
     if args.count is not None and args.count < 1:
         sys.exit("chatsvc: migrate --rollback --count must be at least 1")
-    with database_url(settings) as url:
+    with database(settings) as ready:
+        url = migrations_url(ready)
         if args.list:
             for migration_id, applied in migrate.status(url):
                 print(f"{'applied' if applied else 'pending'}  {migration_id}")
@@ -79,8 +85,8 @@ def run_migrate(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def purge_keys(settings: Settings) -> None:
-    with database_url(settings) as url:
-        purged = asyncio.run(_purge_keys(settings.model_copy(update={"database_url": url})))
+    with database(settings) as ready:
+        purged = asyncio.run(_purge_keys(ready))
         print(f"purged {purged} Idempotency-Key(s) older than {idempotency.KEY_RETENTION}")
 
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from chatsvc import activity, idempotency, limits, openapi
+from chatsvc import activity, idempotency, limits, openapi, queries
 from chatsvc.callers import CALLER, Authenticator
 from chatsvc.db import Pool, connector, open_database
 from chatsvc.handlers import chat_events, chats, docs, members, messages, operations, read_state, search
@@ -124,7 +124,11 @@ async def background_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def events_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    app[EVENTS] = EventHub(connector(settings, "chatsvc-events"), max_subscribers=settings.sse_max_streams)
+    app[EVENTS] = EventHub(
+        connector(settings, "chatsvc-events", settings.events_url),
+        functools.partial(queries.notify_listener_check, app[DATABASE]),
+        max_subscribers=settings.sse_max_streams,
+    )
     await app[EVENTS].start()
     yield
     await app[EVENTS].close()

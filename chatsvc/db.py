@@ -11,14 +11,17 @@ idle connections and a deque of waiters. Everything else is asyncpg's.
 from __future__ import annotations
 
 import asyncio
-import functools
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 import asyncpg
 
+from chatsvc import queries
 from chatsvc.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Failures that mean "the database cannot serve us right now", as opposed to a
 # bug in a statement: the server is down, restarting, out of connections, or a
@@ -192,32 +195,111 @@ class _Lease:
             raise DatabaseUnavailable(type(exc).__name__) from exc
 
 
-def connector(settings: Settings, application_name: str = "chatsvc") -> Connect:
-    """How the service opens a connection: the pool's and the events listener's
-    ("chatsvc-events") alike, with the same session settings."""
-    if settings.database_url is None:
-        raise ValueError("a connection needs settings.database_url")
-    statement_timeout_ms = int(settings.statement_timeout * 1000)
-    return functools.partial(
-        asyncpg.connect,
-        settings.database_url,
-        statement_cache_size=settings.statement_cache_size,
+# Session settings PgBouncer refuses as startup parameters ("unsupported
+# startup parameter"; with ignore_startup_parameters it drops them silently):
+# behind it they come from the server (ALTER ROLE ... SET, README: PgBouncer).
+NOT_CARRIED_BY_POOLERS = frozenset({"statement_timeout", "plan_cache_mode"})
+
+
+class SessionSettingsError(Exception):
+    """The database session lacks a setting the service cannot work without."""
+
+
+class Connector:
+    """How the service opens a connection to one URL: the pool's, the background
+    jobs' ("chatsvc-background") and the events listener's ("chatsvc-events"),
+    each with the same session settings.
+
+    They are sent as startup parameters. A pooler that refuses some gets a
+    connection without them; the first connection then reads back what the
+    server applies and logs, once, each setting that differs and how to set it.
+    """
+
+    def __init__(self, settings: Settings, application_name: str = "chatsvc", url: str | None = None) -> None:
+        url = settings.database_url if url is None else url
+        if url is None:
+            raise ValueError("a connection needs settings.database_url")
+        self.url = url
+        self.statement_cache_size = settings.statement_cache_size
         # The server cancels a statement at statement_timeout; the client-side
-        # limit, a little later, covers a server that stopped answering at all.
-        command_timeout=settings.statement_timeout + 1,
-        server_settings={
+        # limit, a little later, covers a server that stopped answering at all
+        # (and a pooler that dropped statement_timeout).
+        self.command_timeout = settings.statement_timeout + 1
+        self.wanted: dict[str, str] = {
             "application_name": application_name,
             # Timestamps leave PostgreSQL as RFC 3339 with a +00:00 offset.
             "TimeZone": "UTC",
-            "statement_timeout": str(statement_timeout_ms),
+            "statement_timeout": str(int(settings.statement_timeout * 1000)),
             # Every statement is planned once per connection, not at every run.
             # PostgreSQL's default re-plans a prepared statement at each run
             # while a custom plan looks cheaper than the generic one, which
             # LIMIT $n always makes it: half of get_chat's database time was
             # planning. tests/test_plans.py checks the generic plan of every file.
             "plan_cache_mode": "force_generic_plan",
-        },
-    )
+        }
+        self.startup = dict(self.wanted)  # what is sent at connection start
+        self.checked = False
+
+    async def __call__(self) -> asyncpg.Connection:
+        try:
+            conn = await self._connect()
+        except asyncpg.ProtocolViolationError as exc:
+            if "unsupported startup parameter" not in str(exc) or NOT_CARRIED_BY_POOLERS.isdisjoint(
+                self.startup
+            ):
+                raise
+            self.startup = {k: v for k, v in self.startup.items() if k not in NOT_CARRIED_BY_POOLERS}
+            conn = await self._connect()
+            if self.statement_cache_size:
+                log.warning(
+                    "a pooler (PgBouncer) refused the session's startup parameters; "
+                    "if it pools by transaction, set CHATSVC_STATEMENT_CACHE_SIZE=0"
+                )
+        if not self.checked:
+            try:
+                await self._check(conn)
+            except BaseException:
+                conn.terminate()
+                raise
+            self.checked = True
+        return conn
+
+    async def _connect(self) -> asyncpg.Connection:
+        conn: asyncpg.Connection = await asyncpg.connect(
+            self.url,
+            statement_cache_size=self.statement_cache_size,
+            command_timeout=self.command_timeout,
+            server_settings=self.startup,
+        )
+        return conn
+
+    async def _check(self, conn: asyncpg.Connection) -> None:
+        applied = await queries.read_session_settings(conn, [name.lower() for name in self.wanted])
+        differing = {name: value for name, value in self.wanted.items() if applied.get(name.lower()) != value}
+        for name in differing.keys() - NOT_CARRIED_BY_POOLERS:
+            # Timestamps would not be rendered as the contract says; the events
+            # listener's registrations are known by its application_name.
+            raise SessionSettingsError(
+                f"the database session's {name} is {applied.get(name.lower())!r}, not {self.wanted[name]!r}"
+                " (a pooler in between must pass it on)"
+            )
+        if differing:
+            log.warning(
+                "the database session lacks settings the service asked for (a pooler dropped them); "
+                "set them on the server: %s",
+                "; ".join(
+                    f"ALTER ROLE CURRENT_USER SET {name} = '{value}'" for name, value in differing.items()
+                ),
+                extra={
+                    "connection": self.wanted["application_name"],
+                    "applied": {name: applied.get(name.lower()) for name in differing},
+                },
+            )
+
+
+def connector(settings: Settings, application_name: str = "chatsvc", url: str | None = None) -> Connector:
+    """A Connector to url (default: settings.database_url)."""
+    return Connector(settings, application_name, url)
 
 
 async def open_database(settings: Settings) -> Pool:

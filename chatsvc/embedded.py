@@ -202,24 +202,29 @@ class EmbeddedPostgres:
 
     def _prepare_for_system_user(self) -> None:
         """Create the system user and let it reach the binaries and data_dir."""
-        try:
-            import pwd
-
-            pwd.getpwnam(SYSTEM_USER)
-        except KeyError:
-            log.info("creating system user %s to run PostgreSQL", SYSTEM_USER)
-            subprocess.run(
-                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
-                check=True,
-                capture_output=True,
-            )
+        ensure_system_user()
         for path in (self.data_dir, self._bin):
-            _allow_traversal(path)
+            allow_traversal(path)
         shutil.chown(self.data_dir, SYSTEM_USER, SYSTEM_USER)
         self.data_dir.chmod(0o700)
 
 
-def _allow_traversal(path: Path) -> None:
+def ensure_system_user() -> None:
+    """Creates SYSTEM_USER, which runs PostgreSQL under root, unless it exists."""
+    import pwd
+
+    try:
+        pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        log.info("creating system user %s to run PostgreSQL", SYSTEM_USER)
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
+            check=True,
+            capture_output=True,
+        )
+
+
+def allow_traversal(path: Path) -> None:
     """Add search (x, never read) permission for others to every parent of path."""
     for parent in path.parents:
         mode = parent.stat().st_mode

@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 from http import HTTPStatus
 
+import asyncpg
 from aiohttp import web
 
 from chatsvc.db import DatabaseUnavailable
 from chatsvc.idempotency import KeyReusedWithAnotherBody
+from chatsvc.keys import LIFECYCLE
 from chatsvc.live.hub import TooManySubscribers
 from chatsvc.problems import (
     NotFound,
@@ -24,6 +26,14 @@ from chatsvc.problems import (
 from chatsvc.queries import KeyedResourceGone
 
 log = logging.getLogger(__name__)
+
+# A prepared statement that is not on the server connection running it, or is
+# there twice: what asyncpg's statement cache meets behind a transaction pooler.
+PREPARED_ELSEWHERE = (asyncpg.InvalidSQLStatementNameError, asyncpg.DuplicatePreparedStatementError)
+PREPARED_ELSEWHERE_HINT = (
+    "a prepared statement was not where asyncpg left it: behind a transaction pooler"
+    " (PgBouncer's pool_mode = transaction) set CHATSVC_STATEMENT_CACHE_SIZE=0"
+)
 
 
 def _answer(problem: Problem) -> web.Response:
@@ -72,5 +82,11 @@ def problem_for(request: web.Request, exc: Exception) -> web.Response:
         headers = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
         detail = _DETAILS.get(exc.status, HTTPStatus(exc.status).description)
         return problem_response(exc.status, detail, headers)
+    if isinstance(exc, PREPARED_ELSEWHERE):  # nothing ran: retrying may reach another connection
+        lifecycle = request.app[LIFECYCLE]
+        if not lifecycle.statement_cache_hinted:
+            lifecycle.statement_cache_hinted = True
+            log.error("%s (%s %s)", PREPARED_ELSEWHERE_HINT, request.method, request.path)
+        return _answer(ServiceUnavailable("The database is unavailable; retry shortly."))
     log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
     return problem_response(500, "An unexpected error occurred.")

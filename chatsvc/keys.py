@@ -17,6 +17,7 @@ class Lifecycle:
 
     shutting_down: bool = False
     activity_flush_failing: bool = False  # logged once per outage (chatsvc/app.py)
+    statement_cache_hinted: bool = False  # logged once (chatsvc/errors.py)
 
 
 SETTINGS = web.AppKey("settings", Settings)

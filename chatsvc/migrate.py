@@ -44,6 +44,10 @@ def check_encoding(database_url: str) -> None:
 @contextmanager
 def _session(database_url: str) -> Iterator[tuple[Any, Any]]:
     backend = get_backend(yoyo_url(database_url))
+    # psycopg prepares a statement it has run five times (yoyo's SAVEPOINTs
+    # among them): behind a transaction pooler the next run may reach a server
+    # connection that does not have it. Migrations run rarely: never prepare.
+    backend.connection.prepare_threshold = None
     try:
         yield backend, read_migrations(str(migrations_folder()))
     finally:

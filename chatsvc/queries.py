@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import asyncpg
 
-from chatsvc.db import Pool
 from chatsvc.sql import statement
+
+if TYPE_CHECKING:  # chatsvc.db opens connections with read_session_settings
+    from chatsvc.db import Pool
 
 CREATE_CHAT = statement("create_chat", ":one")
 CREATE_CHAT_ONCE = statement("create_chat_once", ":one")
@@ -44,9 +46,11 @@ GET_LATEST_EVENT_ID = statement("get_latest_event_id", ":val")
 WATCH_CHAT = statement("watch_chat", ":val")
 UNWATCH_CHAT = statement("unwatch_chat", ":exec")
 FORGET_GONE_LISTENERS = statement("forget_gone_listeners", ":exec")
+NOTIFY_LISTENER_CHECK = statement("notify_listener_check", ":val")
 PURGE_CHAT_IDEMPOTENCY_KEYS = statement("purge_chat_idempotency_keys", ":val")
 PURGE_MESSAGE_IDEMPOTENCY_KEYS = statement("purge_message_idempotency_keys", ":val")
 LIST_APPLIED_MIGRATIONS = statement("list_applied_migrations", ":many")
+READ_SESSION_SETTINGS = statement("read_session_settings", ":many")
 SEARCH_MESSAGES = statement("search_messages", ":val")
 PLAN_FOR_THE_VALUES = statement("plan_for_the_values", ":exec")
 
@@ -421,6 +425,12 @@ async def forget_gone_listeners(listener: asyncpg.Connection) -> None:
     await listener.execute(FORGET_GONE_LISTENERS)
 
 
+async def notify_listener_check(db: Pool, token: str) -> None:
+    """Through the pool: a notification the listener that just connected must hear."""
+    async with db.connection() as conn:
+        await conn.fetchval(NOTIFY_LISTENER_CHECK, token)
+
+
 async def purge_chat_idempotency_keys(db: Pool, retention: timedelta, batch_size: int) -> int:
     """Deletes up to batch_size chat keys older than retention; how many went."""
     async with db.connection() as conn:
@@ -433,6 +443,11 @@ async def purge_message_idempotency_keys(db: Pool, retention: timedelta, batch_s
     async with db.connection() as conn:
         deleted: int = await conn.fetchval(PURGE_MESSAGE_IDEMPOTENCY_KEYS, retention, batch_size)
     return deleted
+
+
+async def read_session_settings(conn: asyncpg.Connection, names: list[str]) -> dict[str, str]:
+    """The session's settings of those names (lower case), in their base units."""
+    return {row["name"]: row["setting"] for row in await conn.fetch(READ_SESSION_SETTINGS, names)}
 
 
 async def list_applied_migrations(db: Pool) -> frozenset[str]:

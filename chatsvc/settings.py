@@ -52,6 +52,11 @@ class Settings(BaseModel):
 
     # None: start the embedded PostgreSQL in data_dir.
     database_url: str | None = None
+    # The events listener's LISTEN connection: direct or session-pooled, never
+    # a transaction pooler (a LISTEN there hears nothing). None: database_url.
+    events_database_url: str | None = None
+    # Where migrations apply (chatsvc serve at start, chatsvc migrate). None: database_url.
+    migrations_database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     data_dir: Path = Field(default_factory=default_data_dir)
@@ -115,13 +120,34 @@ class Settings(BaseModel):
     @model_validator(mode="after")
     def _pool_bounds(self) -> Settings:
         if self.pool_min_size > self.pool_max_size:
-            raise ValueError("must not exceed CHATSVC_POOL_MAX_SIZE")
+            raise ValueError("CHATSVC_POOL_MIN_SIZE: must not exceed CHATSVC_POOL_MAX_SIZE")
         return self
+
+    @model_validator(mode="after")
+    def _other_urls_need_the_main_one(self) -> Settings:
+        for variable in ("CHATSVC_EVENTS_DATABASE_URL", "CHATSVC_MIGRATIONS_DATABASE_URL"):
+            if self.database_url is None and getattr(self, ENVIRONMENT[variable]) is not None:
+                raise ValueError(
+                    f"{variable}: needs DATABASE_URL (without it the service runs its own PostgreSQL)"
+                )
+        return self
+
+    @property
+    def events_url(self) -> str | None:
+        """The events listener's database (CHATSVC_EVENTS_DATABASE_URL, else DATABASE_URL)."""
+        return self.events_database_url or self.database_url
+
+    @property
+    def migrations_url(self) -> str | None:
+        """Where migrations apply (CHATSVC_MIGRATIONS_DATABASE_URL, else DATABASE_URL)."""
+        return self.migrations_database_url or self.database_url
 
 
 # environment variable -> Settings field
 ENVIRONMENT: Mapping[str, str] = {
     "DATABASE_URL": "database_url",
+    "CHATSVC_EVENTS_DATABASE_URL": "events_database_url",
+    "CHATSVC_MIGRATIONS_DATABASE_URL": "migrations_database_url",
     "CHATSVC_HOST": "host",
     "CHATSVC_PORT": "port",
     "CHATSVC_DATA_DIR": "data_dir",
@@ -145,8 +171,6 @@ ENVIRONMENT: Mapping[str, str] = {
     "CHATSVC_USER_WRITE_BURST": "user_write_burst",
 }
 _VARIABLE_OF_FIELD = {field: variable for variable, field in ENVIRONMENT.items()}
-# A cross-field rule is reported against the variable that the message names.
-_VARIABLE_OF_RULE = {"": "CHATSVC_POOL_MIN_SIZE"}
 
 
 SECRET_FIELDS = frozenset({"server_keys", "jwt_secrets"})
@@ -177,9 +201,11 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         return Settings.model_validate(values)
     except ValidationError as exc:
         error = exc.errors()[0]
-        field = str(error["loc"][0]) if error["loc"] else ""
-        variable = _VARIABLE_OF_FIELD.get(field) or _VARIABLE_OF_RULE.get(field, field)
+        message = error["msg"].removeprefix("Value error, ")
+        if not error["loc"]:  # a rule across fields: its message starts with the variable it is about
+            raise SettingsError(message) from None
+        field = str(error["loc"][0])
+        variable = _VARIABLE_OF_FIELD.get(field, field)
         # Credentials are never shown, not even in a refusal to start.
         shown = f", got {values[field]!r}" if field in values and field not in SECRET_FIELDS else ""
-        message = error["msg"].removeprefix("Value error, ")
         raise SettingsError(f"{variable}: {message}{shown}") from None

@@ -4,6 +4,13 @@ Without TEST_DATABASE_URL the tests start the embedded PostgreSQL in a
 temporary directory (crash safety off, for speed). With it, they use that
 server: they create their own databases there (chatsvc_test_<random>) and drop
 them afterwards, so the role needs CREATEDB; no existing database is touched.
+
+With TEST_POOLER=pgbouncer (or the URL of a running one), the app of every
+client fixture reaches its database through a real PgBouncer in transaction
+mode (tests/pgbouncer.py), as
+the README's PgBouncer section configures the service: its pool through the
+pooler with no statement cache, its events listener direct.
+tests/test_pgbouncer.py runs the contract's tests that way.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from chatsvc.db import Pool, open_database
 from chatsvc.embedded import EmbeddedPostgres
 from chatsvc.settings import Settings
 from tests.credentials import CREDENTIALS, SERVER
+from tests.pgbouncer import PgBouncer
 
 Client = TestClient[web.Request, web.Application]
 
@@ -48,6 +56,43 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data_dir: Path = tmp_path_factory.mktemp("postgres")
     with EmbeddedPostgres(data_dir, durable=False) as server:
         yield server.url("postgres")
+
+
+def pooler_connect_query() -> str:
+    """The session settings the service sends, as PgBouncer's connect_query sets them on each
+    server connection (the README's PgBouncer section shows the other way: ALTER ROLE)."""
+    return (
+        f"SET statement_timeout = {int(Settings().statement_timeout * 1000)}; "
+        "SET plan_cache_mode = force_generic_plan"
+    )
+
+
+@pytest.fixture(scope="session")
+def pooler(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """The URL (any database) of the transaction pooler the client fixtures' apps go through:
+    TEST_POOLER's, or with TEST_POOLER=pgbouncer one started here; None without TEST_POOLER."""
+    wanted = os.environ.get("TEST_POOLER", "")
+    if wanted == "pgbouncer":
+        workdir = tmp_path_factory.mktemp("pgbouncer")
+        with PgBouncer(server_url, workdir, connect_query=pooler_connect_query()) as bouncer:
+            yield bouncer.url("")
+        return
+    if wanted and not wanted.startswith(("postgresql://", "postgres://")):
+        raise pytest.UsageError(f"TEST_POOLER={wanted!r}: 'pgbouncer', or the URL of a running pooler")
+    yield wanted or None
+
+
+def app_settings(database_url: str, pooler: str | None, **values: Any) -> Settings:
+    """The settings of an app on database_url, its pool through the pooler when there is one."""
+    if pooler is None:
+        return Settings(**CREDENTIALS, database_url=database_url, **values)
+    return Settings(
+        **CREDENTIALS,
+        database_url=with_database(pooler, urlsplit(database_url).path.lstrip("/")),
+        events_database_url=database_url,
+        statement_cache_size=0,
+        **values,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -118,16 +163,14 @@ async def anonymous_client(aiohttp_client: AiohttpClient, settings: Settings) ->
 
 
 @pytest.fixture
-async def empty_client(aiohttp_client: AiohttpClient, empty_database_url: str) -> Client:
+async def empty_client(aiohttp_client: AiohttpClient, empty_database_url: str, pooler: str | None) -> Client:
     """The app on a database only this test uses."""
-    return await aiohttp_client(
-        create_app(Settings(**CREDENTIALS, database_url=empty_database_url, pool_max_size=10))
-    )
+    return await aiohttp_client(create_app(app_settings(empty_database_url, pooler, pool_max_size=10)))
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    return Settings(**CREDENTIALS, database_url=database_url, pool_min_size=1, pool_max_size=10)
+def settings(database_url: str, pooler: str | None) -> Settings:
+    return app_settings(database_url, pooler, pool_min_size=1, pool_max_size=10)
 
 
 @pytest.fixture

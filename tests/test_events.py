@@ -326,7 +326,11 @@ async def test_a_subscriber_that_falls_behind_is_dropped_without_holding_up_the_
     database_url: str, db: asyncpg.Connection
 ) -> None:
     """The hub itself, on real NOTIFYs: one subscriber reads, the other never does."""
-    hub = EventHub(connector(Settings(**CREDENTIALS, database_url=database_url), "chatsvc-events"), backlog=5)
+    hub = EventHub(
+        connector(Settings(**CREDENTIALS, database_url=database_url), "chatsvc-events"),
+        lambda token: db.fetchval(queries.NOTIFY_LISTENER_CHECK, token),
+        backlog=5,
+    )
     await hub.start()
     try:
         chat_id = await db.fetchval("INSERT INTO chats (title) VALUES ('slow') RETURNING id")

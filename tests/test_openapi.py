@@ -9,10 +9,8 @@ what the API accepts, and answers carry documented statuses).
 from __future__ import annotations
 
 import ctypes.util
-import os
 import re
 import shutil
-import subprocess
 import sys
 from typing import Any
 
@@ -26,6 +24,7 @@ from chatsvc.models import TEXT_MAX, TITLE_MAX, WHITESPACE, trimmed_pattern
 from tests.api import create_chat, send
 from tests.conftest import Client
 from tests.credentials import token
+from tests.debian import install_missing
 
 
 async def document(client: Client) -> dict[str, Any]:
@@ -219,18 +218,8 @@ def _missing_browser_packages() -> list[str]:
 def chromium() -> str:
     """Debian's Chromium; what it needs is installed here when missing and possible
     (root with apt-get, as in CI), else the test is skipped saying what to install."""
+    install_missing(_missing_browser_packages())
     missing = _missing_browser_packages()
-    if missing and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, capture_output=True, timeout=600)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", *missing],
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=900,
-        )
-        missing = _missing_browser_packages()
     if missing:
         pytest.skip(
             f"needs Debian's {' and '.join(missing)}, which only root can install (the test installs them "

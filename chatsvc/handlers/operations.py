@@ -6,7 +6,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chatsvc import migrate, models, queries
 from chatsvc.handlers import json_response
-from chatsvc.keys import DATABASE, METRICS
+from chatsvc.keys import DATABASE, EVENTS, METRICS
 from chatsvc.openapi import Operation, Route, Routes, json_content
 from chatsvc.problems import ServiceUnavailable
 
@@ -26,6 +26,9 @@ async def readyz(request: web.Request) -> web.Response:
             f"The database schema is behind this version: {len(pending)} migration(s) pending"
             " (chatsvc migrate applies them)."
         )
+    events = request.app[EVENTS]
+    if not events.listening:
+        raise ServiceUnavailable(f"Not listening for live events: {events.not_listening_because}.")
     return json_response('{"status":"ready"}')
 
 
@@ -51,7 +54,11 @@ ROUTES: Routes = {
             readyz,
             Operation(
                 "The service can serve requests",
-                (200, "The database is reachable and at the latest migration.", json_content(models.Status)),
+                (
+                    200,
+                    "The database is reachable and at the latest migration, and live events are heard.",
+                    json_content(models.Status),
+                ),
                 tags=("operations",),
                 access="public",
             ),

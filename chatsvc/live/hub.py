@@ -20,6 +20,13 @@ a final comment (it resumes with Last-Event-ID), so it neither delays the
 others nor grows memory. When the listening connection is lost, notifications
 may have been missed, so every stream is ended the same way and new ones get
 503 until the listener is back.
+
+A LISTEN can succeed and hear nothing: through a transaction pooler
+(PgBouncer's pool_mode = transaction) it lands on whichever server connection
+was free, and notifications reach that one, not us. So each time it connects
+the listener waits to hear a notification sent through the pool (another
+session, as the sends' triggers notify) before it serves a stream; until it
+does, new streams get 503 and /readyz says why.
 """
 
 from __future__ import annotations
@@ -27,20 +34,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import asyncpg
 
 from chatsvc import queries
 from chatsvc.db import UNAVAILABLE, Connect, DatabaseUnavailable
 from chatsvc.live.frames import INTERRUPTED, SHUTTING_DOWN, TOO_SLOW, Event
-from chatsvc.live.notifications import CHANNEL, Notifications
+from chatsvc.live.notifications import CHANNEL, Notifications, listener_check
 
 log = logging.getLogger(__name__)
 
 SUBSCRIBER_BACKLOG = 1000  # events a subscriber may fall behind before it is dropped
 RECONNECT_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)  # seconds between attempts to listen again
+# How long a new listener waits to hear its self-check before it gives up and
+# tries again; a notification takes milliseconds, even under load.
+CHECK_TIMEOUT = 2.0
+DEAF = (
+    "the events listener did not hear its own notification: its LISTEN connection"
+    " (CHATSVC_EVENTS_DATABASE_URL, else DATABASE_URL) must be direct or"
+    " session-pooled, never through a transaction pooler"
+)
+
+
+CANNOT_REACH: tuple[type[BaseException], ...] = (*UNAVAILABLE, DatabaseUnavailable)
+
+
+class ListenerDeaf(Exception):
+    """The listener's LISTEN succeeded but its self-check never arrived."""
 
 
 class TooManySubscribers(Exception):
@@ -91,9 +114,14 @@ class EventHub:
     """The process's listening connection and the subscriptions it feeds, by chat."""
 
     def __init__(
-        self, connect: Connect, backlog: int = SUBSCRIBER_BACKLOG, max_subscribers: int = 2000
+        self,
+        connect: Connect,
+        send_check: Callable[[str], Awaitable[None]],
+        backlog: int = SUBSCRIBER_BACKLOG,
+        max_subscribers: int = 2000,
     ) -> None:
-        self._connect = connect  # db.connector(settings, "chatsvc-events")
+        self._connect = connect  # db.connector(settings, "chatsvc-events", settings.events_url)
+        self._send_check = send_check  # queries.notify_listener_check through the pool
         self._backlog = backlog
         self._max_subscribers = max_subscribers
         self.subscriber_count = 0
@@ -101,6 +129,8 @@ class EventHub:
         # Pieces of Message JSON too long for one notification, by message id.
         self._notifications = Notifications()
         self._listener: asyncpg.Connection | None = None  # while listening
+        self.not_listening_because = "starting"  # why not, while not (for /readyz)
+        self._check: tuple[str, asyncio.Future[None]] | None = None  # payload awaited, while checking
         self._task: asyncio.Task[None] | None = None
         # Chats this listener is registered for, changed only under the lock,
         # which also keeps the listener's statements one at a time.
@@ -199,11 +229,20 @@ class EventHub:
             try:
                 await self._listen_until_lost(first_attempt)
                 failures = 0
-            except UNAVAILABLE as exc:
-                log.warning("cannot listen for events (%s); retrying", type(exc).__name__)
+                self.not_listening_because = "the events listener lost its connection; reconnecting"
+            except ListenerDeaf:
+                log.warning("%s; retrying", DEAF)
+                self.not_listening_because = DEAF
                 failures += 1
-            except Exception:  # e.g. a database whose migrations are behind: retried the same way
+            except CANNOT_REACH as exc:
+                log.warning("cannot listen for events (%s); retrying", type(exc).__name__)
+                self.not_listening_because = (
+                    f"the events listener cannot reach the database ({type(exc).__name__})"
+                )
+                failures += 1
+            except Exception as exc:  # e.g. a database whose migrations are behind: retried the same way
                 log.exception("cannot listen for events; retrying")
+                self.not_listening_because = f"the events listener failed to start ({type(exc).__name__})"
                 failures += 1
             finally:
                 if not first_attempt.done():  # start() returns, listening or not
@@ -218,6 +257,7 @@ class EventHub:
         try:
             connection.add_termination_listener(lambda _: lost.set())
             await connection.add_listener(CHANNEL, self._on_notification)
+            await self._hear_a_check()
             await queries.forget_gone_listeners(connection)
             self._listener = connection
             if not first_attempt.done():
@@ -230,7 +270,25 @@ class EventHub:
             self.end_all(INTERRUPTED)  # notifications may be missed from here on
             connection.terminate()
 
+    async def _hear_a_check(self) -> None:
+        """Returns once the listener heard a notification sent through the pool; ListenerDeaf if it does not."""
+        payload = listener_check(secrets.token_hex(8))
+        heard = asyncio.get_running_loop().create_future()
+        self._check = (payload, heard)
+        try:
+            await self._send_check(payload.rpartition(" ")[2])
+            async with asyncio.timeout(CHECK_TIMEOUT):
+                await heard
+        except TimeoutError:
+            raise ListenerDeaf from None
+        finally:
+            self._check = None
+
     def _on_notification(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
+        if self._check is not None and payload == self._check[0]:
+            if not self._check[1].done():
+                self._check[1].set_result(None)
+            return
         try:
             parsed = self._notifications.feed(payload, self._subscriptions.__contains__)
         except ValueError:  # not from our triggers: someone else NOTIFYing on the channel

@@ -5,6 +5,7 @@
     member_removed <chat_id> <user_id>      (migrations/0005.members-and-authors.sql)
     message_updated <chat_id> <event_id> <part>/<parts> <piece of the Message JSON>
     message_deleted <chat_id> <event_id> <message_id>   (migrations/0007)
+    listener_check <token>      (sql/events/notify_listener_check.sql: a listener's self-check)
 
 A Message JSON longer than one notification (NOTIFY's 8000 bytes) comes in
 consecutive pieces, reassembled here.
@@ -24,6 +25,12 @@ from chatsvc.live.frames import (
 )
 
 CHANNEL = "chatsvc_events"  # the triggers' channel
+LISTENER_CHECK = "listener_check"  # a listener proving it hears (chatsvc/live/hub.py)
+
+
+def listener_check(token: str) -> str:
+    """The payload of a listener's self-check with that token."""
+    return f"{LISTENER_CHECK} {token}"
 
 
 class Notifications:
@@ -40,6 +47,8 @@ class Notifications:
         """(chat id, event) once payload completes one; None for a piece, or a message of a
         chat that followed() says nobody follows. ValueError: not a payload of our triggers."""
         kind, _, rest = payload.partition(" ")
+        if kind == LISTENER_CHECK:  # another process's listener checking itself
+            return None
         if kind == "chat_deleted":
             chat_id = int(rest)
             return chat_id, chat_deleted_event(chat_id)
