@@ -19,6 +19,14 @@ RUN groupadd --gid 10001 chatsvc \
     && install -d -o chatsvc -g chatsvc /app
 WORKDIR /app
 
+# Debian's PgBouncer, which tests/test_pgbouncer.py puts between the tests and
+# their PostgreSQL (the service itself needs none): the version the base
+# image's Debian release has (1.18 on bookworm; the tests need no later one).
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends pgbouncer \
+    && rm -rf /var/lib/apt/lists/*
+
 # The package first (README.md is its long description): a change to tests/
 # alone does not reinstall dependencies.
 # Installed non-editable: sql/ and migrations/ ship inside the wheel as

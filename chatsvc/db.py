@@ -33,6 +33,7 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,  # connection closed under us, database closing
     asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, statement_timeout
     asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections
+    asyncpg.exceptions.LockNotAvailableError,  # lock_timeout (a chat's delete waiting for the chat)
     # asyncpg's protocol state machine confused by a message the server sent
     # while the connection was idle, e.g. the notice of a fast shutdown.
     asyncpg.exceptions.InternalClientError,

@@ -29,6 +29,7 @@ LIST_CHATS_OF_USER_BY_ACTIVITY = statement("list_chats_of_user_by_activity", ":v
 FLUSH_ACTIVITY = statement("flush_activity", ":val")
 GET_CHATS_WITH_LATEST_MESSAGES = statement("get_chats_with_latest_messages", ":many")
 DELETE_CHAT = statement("delete_chat", ":one")
+ALLOW_A_LONG_DELETE = statement("allow_a_long_delete", ":one")
 CREATE_MESSAGE = statement("create_message", ":one")
 CREATE_MESSAGES = statement("create_messages", ":many")
 CREATE_MESSAGE_ONCE = statement("create_message_once", ":one")
@@ -212,10 +213,20 @@ async def get_chats_with_latest_messages(
     return {(row["chat_id"], row["message_limit"], row["caller_user"]): row["chat"] for row in rows}
 
 
-async def delete_chat(db: Pool, chat_id: int, user: str | None, roles: list[str]) -> Refused | None:
-    """None when the chat was deleted (its messages went with it); else who was refused."""
-    async with db.connection() as conn:
-        row = await conn.fetchrow(DELETE_CHAT, chat_id, user, roles)
+# How long asyncpg waits for a chat's delete, which the server lets run as
+# long as it takes: a bound for a server that stopped answering, not for the work.
+LONG_DELETE_TIMEOUT = 3600.0
+
+
+async def delete_chat(
+    db: Pool, chat_id: int, user: str | None, roles: list[str], lock_timeout_ms: int
+) -> Refused | None:
+    """None when the chat was deleted (its messages went with it, in the same statement);
+    else who was refused. Never cut off by the statement timeout, whatever the chat's size;
+    its lock waits are (lock_timeout_ms)."""
+    async with db.connection() as conn, conn.transaction():
+        await conn.fetchrow(ALLOW_A_LONG_DELETE, str(lock_timeout_ms))
+        row = await conn.fetchrow(DELETE_CHAT, chat_id, user, roles, timeout=LONG_DELETE_TIMEOUT)
     return None if row["deleted_id"] is not None else Refused(row["caller_role"])
 
 

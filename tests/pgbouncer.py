@@ -26,8 +26,6 @@ from chatsvc import embedded
 from tests.debian import install_missing
 from tests.served import free_port
 
-USER = "postgres"  # the role the tests connect as, on the server and through PgBouncer
-
 
 def pgbouncer() -> str:
     """The pgbouncer program (Debian's package, installed here by root), else the test is skipped."""
@@ -60,11 +58,14 @@ class PgBouncer:
         query = parse_qs(parts.query)
         host = query.get("host", [parts.hostname or "127.0.0.1"])[0]
         port = query.get("port", [str(parts.port or 5432)])[0]
-        target = f"host={host} port={port} user={parts.username or USER}"
+        self.user = parts.username or "postgres"  # the role, on the server and through PgBouncer
+        target = f"host={host} port={port} user={self.user}"
+        if parts.password:  # e.g. compose's server, over TCP with a password
+            target += f" password={parts.password}"
         if connect_query is not None:
             target += f" connect_query='{connect_query}'"
         self._config = workdir / "pgbouncer.ini"
-        (workdir / "userlist.txt").write_text(f'"{USER}" ""\n')
+        (workdir / "userlist.txt").write_text(f'"{self.user}" ""\n')
         self._config.write_text(
             "[databases]\n"
             f"* = {target}\n"
@@ -77,7 +78,7 @@ class PgBouncer:
         self._process: subprocess.Popen[bytes] | None = None
 
     def url(self, database: str) -> str:
-        return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
 
     def log(self) -> str:
         path = self.workdir / "pgbouncer.log"

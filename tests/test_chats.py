@@ -6,8 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from pytest_aiohttp import AiohttpClient
 
+from chatsvc.app import create_app
+from chatsvc.keys import DATABASE
 from chatsvc.models import Chat, ChatWithMessages
+from chatsvc.settings import Settings
 from tests.api import create_chat, error_locations, fill_chat, parse_time, problem, send
 from tests.conftest import Client
 
@@ -215,6 +219,44 @@ async def test_delete_leaves_other_chats_alone(client: Client) -> None:
     assert (await client.delete(f"/chats/{doomed['id']}")).status == 204
     body = await (await client.get(f"/chats/{kept['id']}")).json()
     assert body["messages"] == [kept_message]
+
+
+async def test_a_delete_that_outlasts_the_statement_timeout_deletes_the_chat_whole(
+    aiohttp_client: AiohttpClient, settings: Settings, db: asyncpg.Connection
+) -> None:
+    """A chat's delete runs as long as its messages take (10,000,000 take minutes), as one
+    statement: never cancelled by CHATSVC_STATEMENT_TIMEOUT, 0.1 s here, nor by asyncpg's limit."""
+    client = await aiohttp_client(create_app(settings.model_copy(update={"statement_timeout": 0.1})))
+    chat = await create_chat(client)
+    await fill_chat(db, chat["id"], 200_000)
+    async with db.transaction():  # the same statement under the timeout is cancelled, and rolls back
+        await db.execute("SET LOCAL statement_timeout = 100")
+        with pytest.raises(asyncpg.QueryCanceledError):
+            await db.execute("DELETE FROM chats WHERE id = $1", chat["id"])
+    pool = client.app[DATABASE]
+    async with pool.connection() as conn:
+        bounded = await conn.fetchval("SHOW statement_timeout")
+    assert (await client.delete(f"/chats/{chat['id']}")).status == 204
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE chat_id = $1", chat["id"]) == 0
+    await problem(await client.get(f"/chats/{chat['id']}"), 404)
+    # The setting ended with the delete's transaction: the pool's next statement is bounded again.
+    async with pool.connection() as conn:
+        assert await conn.fetchval("SHOW statement_timeout") == bounded
+
+
+async def test_a_delete_waits_for_the_chat_no_longer_than_the_statement_timeout(
+    aiohttp_client: AiohttpClient, settings: Settings, other: asyncpg.Connection
+) -> None:
+    """Its own statement has no time limit; its wait for the chat's lock (held here as a send
+    holds it) has the statement timeout's, and then it is 503 with nothing deleted."""
+    client = await aiohttp_client(create_app(settings.model_copy(update={"statement_timeout": 0.2})))
+    chat = await create_chat(client)
+    await other.execute("SELECT 1 FROM chats WHERE id = $1 FOR NO KEY UPDATE", chat["id"])
+    response = await client.delete(f"/chats/{chat['id']}")
+    assert response.status == 503 and response.headers["Retry-After"]
+    await other.execute("COMMIT")
+    assert (await client.get(f"/chats/{chat['id']}")).status == 200
+    assert (await client.delete(f"/chats/{chat['id']}")).status == 204
 
 
 async def test_delete_missing_chat_is_404(client: Client) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -15,11 +15,11 @@ from pytest_aiohttp import AiohttpClient
 
 from chatsvc import queries
 from chatsvc.app import create_app
-from chatsvc.db import connector
+from chatsvc.db import DatabaseUnavailable, connector
 from chatsvc.keys import EVENTS
 from chatsvc.live import stream as live_stream
 from chatsvc.live.frames import TOO_SLOW
-from chatsvc.live.hub import EventHub
+from chatsvc.live.hub import DEAF, EventHub
 from chatsvc.settings import Settings
 from tests.api import create_chat, error_locations, problem, send, waiting_on_a_lock
 from tests.conftest import Client
@@ -384,6 +384,47 @@ async def test_streams_end_cleanly_when_the_listener_connection_is_lost_and_resu
     live = await send(client, chat["id"], "after")
     assert await resumed.messages(1) == [live]
     resumed.close()
+
+
+async def until(condition: Callable[[], bool], seconds: float = 15) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("not within the time")
+
+
+async def test_the_listener_serves_streams_only_once_it_hears_its_own_check_at_start_and_after_a_reconnect(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    """A LISTEN that hears nothing (as one through a transaction pooler) serves no stream. Here
+    the listener is deaf because its checks are not sent while `deaf` is set."""
+    deaf = asyncio.Event()
+
+    async def send_check(token: str) -> None:
+        if not deaf.is_set():
+            await db.fetchval(queries.NOTIFY_LISTENER_CHECK, token)
+
+    deaf.set()
+    hub = EventHub(
+        connector(Settings(**CREDENTIALS, database_url=database_url), "chatsvc-events"), send_check
+    )
+    await hub.start()
+    try:
+        assert not hub.listening and hub.not_listening_because == DEAF
+        with pytest.raises(DatabaseUnavailable), hub.subscribe(1):
+            pass
+        deaf.clear()
+        await until(lambda: hub.listening)  # the next attempt hears its check
+        deaf.set()
+        await db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'chatsvc-events' AND datname = current_database()"
+        )
+        # Reconnected, and checked again: deaf again.
+        await until(lambda: not hub.listening and hub.not_listening_because == DEAF)
+    finally:
+        await hub.close()
 
 
 async def test_streams_end_cleanly_on_shutdown(aiohttp_client: AiohttpClient, settings: Settings) -> None:

@@ -81,9 +81,10 @@ async def test_session_settings_set_on_the_server_are_what_the_pool_runs_with_th
     database_url = make_migrated_database()
     name = database_name(database_url)
     with psycopg.connect(server_url, autocommit=True) as conn:
-        # Identifiers cannot be bound parameters: the name is ours (chatsvc_test_<hex>).
-        conn.execute(f"ALTER ROLE postgres IN DATABASE \"{name}\" SET statement_timeout = '1s'")
-        conn.execute(f'ALTER ROLE postgres IN DATABASE "{name}" SET plan_cache_mode = force_generic_plan')
+        # Identifiers cannot be bound parameters: these are ours (chatsvc_test_<hex>, the test role).
+        role = f'ALTER ROLE "{bouncer.user}" IN DATABASE "{name}"'
+        conn.execute(f"{role} SET statement_timeout = '1s'")
+        conn.execute(f"{role} SET plan_cache_mode = force_generic_plan")
     settings = Settings(
         **CREDENTIALS, database_url=bouncer.url(name), statement_cache_size=0, statement_timeout=1
     )

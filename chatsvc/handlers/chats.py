@@ -98,7 +98,11 @@ async def delete_chat(request: web.Request) -> web.Response:
     caller = caller_of(request)
     chat_id = path_id(request, "chat_id")
     refused = await queries.delete_chat(
-        request.app[DATABASE], chat_id, caller.user, roles_allowed(Action.DELETE_CHAT)
+        request.app[DATABASE],
+        chat_id,
+        caller.user,
+        roles_allowed(Action.DELETE_CHAT),
+        lock_timeout_ms=int(request.app[SETTINGS].statement_timeout * 1000),
     )
     if refused is not None:
         raise refusal(caller, refused.caller_role, Action.DELETE_CHAT, chat_id)

@@ -129,7 +129,7 @@ class EventHub:
         # Pieces of Message JSON too long for one notification, by message id.
         self._notifications = Notifications()
         self._listener: asyncpg.Connection | None = None  # while listening
-        self.not_listening_because = "starting"  # why not, while not (for /readyz)
+        self.not_listening_because = "starting"  # why not, while not listening (for /readyz)
         self._check: tuple[str, asyncio.Future[None]] | None = None  # payload awaited, while checking
         self._task: asyncio.Task[None] | None = None
         # Chats this listener is registered for, changed only under the lock,
@@ -260,6 +260,7 @@ class EventHub:
             await self._hear_a_check()
             await queries.forget_gone_listeners(connection)
             self._listener = connection
+            self.not_listening_because = ""
             if not first_attempt.done():
                 first_attempt.set_result(None)
             await lost.wait()
