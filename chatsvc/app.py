@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from chatsvc import activity, idempotency, limits, openapi, queries
+from chatsvc import activity, idempotency, limits, openapi, queries, replica
 from chatsvc.callers import CALLER, Authenticator
 from chatsvc.db import Pool, connector, open_database
 from chatsvc.handlers import chat_events, chats, docs, members, messages, operations, read_state, search
@@ -22,6 +22,7 @@ from chatsvc.keys import (
     LIFECYCLE,
     METRICS,
     OPENAPI,
+    REPLICA,
     SETTINGS,
     WRITE_LIMIT,
     Lifecycle,
@@ -41,6 +42,10 @@ CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 # Every serving process purges expired Idempotency-Keys, and the write buckets
 # that are full again, this often (seconds).
 KEY_PURGE_INTERVAL = 3600.0
+# How often the replica's lag is measured (/metrics), and how long a request
+# waits for a replica connection before reading from the primary (seconds).
+REPLICA_LAG_INTERVAL = 1.0
+REPLICA_ACQUIRE_TIMEOUT = 1.0
 
 # Every route, by path and method, with its OpenAPI operation: each declared
 # next to its handler, in its handler module. Each path is served with and
@@ -69,13 +74,16 @@ def authenticated(
     authenticator: Authenticator,
     access: openapi.Access,
     write_limit: limits.WriteLimit | None = None,
+    *,
+    write: bool = False,
 ) -> Handler:
     """The handler of a protected route: the caller is known before anything else on the
     route runs (a request without a credential is 401 whatever its path or body). With a
     write_limit (the route is a write), a user's request is then charged to that user's
     write limit: past it the answer is 429 and the handler does not run, so nothing is stored.
     This is where writes are charged, but for a route that charges in its own statement
-    (Route.charged_by_handler: a send, whose batch charges and stores in one round trip)."""
+    (Route.charged_by_handler: a send, whose batch charges and stores in one round trip).
+    With a replica, a write's success answers its commit position (Chatsvc-Position)."""
     if access == "public":
         return handler
     token_in_query = access == "bearer or query"
@@ -85,7 +93,11 @@ def authenticated(
         request[CALLER] = caller
         if write_limit is not None:  # the server (also every caller with auth off) is not limited
             await limits.charge_write(request.app[DATABASE], write_limit, caller.user)
-        return await handler(request)
+        response = await handler(request)
+        if write and request.app[REPLICA] is not None and response.status < 300:
+            # Sent back on a read, it makes the replica show this write (chatsvc/replica.py).
+            response.headers[replica.HEADER] = await replica.after_commit(request.app[DATABASE])
+        return response
 
     return handle
 
@@ -100,7 +112,13 @@ def add_routes(
             for method, route in methods.items():
                 before = openapi.is_write(method) and not route.charged_by_handler
                 charged = write_limit if before else None
-                handler = authenticated(route.handler, authenticator, route.operation.access, charged)
+                handler = authenticated(
+                    route.handler,
+                    authenticator,
+                    route.operation.access,
+                    charged,
+                    write=openapi.is_write(method),
+                )
                 resource.add_route(method, handler)
                 if method == "GET":
                     resource.add_route("HEAD", handler)
@@ -120,6 +138,28 @@ async def background_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     await app[BACKGROUND].close()
+
+
+async def replica_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if settings.replica_database_url is None:
+        app[REPLICA] = None
+        yield
+        return
+    # Opened on demand: a replica that is down at start only sends reads to the primary.
+    pool = Pool(
+        connector(settings, "chatsvc-replica", settings.replica_database_url),
+        max_size=settings.pool_max_size,
+        acquire_timeout=min(REPLICA_ACQUIRE_TIMEOUT, settings.pool_acquire_timeout),
+    )
+    app[REPLICA] = replica.Replica(pool, app[DATABASE], settings.replica_wait)
+    yield
+    await pool.close()
+
+
+async def measure_replica_lag(app: web.Application) -> None:
+    if (standby := app[REPLICA]) is not None:
+        await standby.measure_lag(app[BACKGROUND])
 
 
 async def events_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -206,13 +246,16 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
     app[OPENAPI] = openapi_document()
-    app[METRICS] = Metrics(lambda: (app.get(DATABASE), app.get(EVENTS)))
+    app[METRICS] = Metrics(lambda: (app.get(DATABASE), app.get(EVENTS), app.get(REPLICA)))
     app.on_response_prepare.append(add_request_id)
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(background_ctx)
+    app.cleanup_ctx.append(replica_ctx)
     app.cleanup_ctx.append(events_ctx)
     app.cleanup_ctx.append(every(KEY_PURGE_INTERVAL, purge_keys))
     app.cleanup_ctx.append(every(activity.ACTIVITY_FLUSH_INTERVAL, flush_activity))
+    if settings.replica_database_url is not None:
+        app.cleanup_ctx.append(every(REPLICA_LAG_INTERVAL, measure_replica_lag))
     app.on_shutdown.append(on_shutdown)
     authenticator = Authenticator(
         settings.server_keys, settings.jwt_secrets, settings.jwt_audience, enabled=settings.auth == "on"

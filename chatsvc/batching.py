@@ -23,7 +23,7 @@ from weakref import WeakKeyDictionary
 
 import asyncpg
 
-from chatsvc.db import DatabaseUnavailable, Pool
+from chatsvc.db import Database, DatabaseUnavailable
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -53,14 +53,14 @@ class Batched(Generic[K, V]):
     def __init__(self, execute: Execute[K, V]) -> None:
         self._execute = execute
         # Per pool: the batch whose runner is still waiting for a connection, or none.
-        self._collecting: WeakKeyDictionary[Pool, _Batch[K, V]] = WeakKeyDictionary()
-        self._in_flight: WeakKeyDictionary[Pool, asyncio.Semaphore] = WeakKeyDictionary()
+        self._collecting: WeakKeyDictionary[Database, _Batch[K, V]] = WeakKeyDictionary()
+        self._in_flight: WeakKeyDictionary[Database, asyncio.Semaphore] = WeakKeyDictionary()
 
-    def collecting(self, db: Pool) -> int:
+    def collecting(self, db: Database) -> int:
         """How many keys the batch still open for requests (waiting for its turn) holds."""
         return len(self._collecting.get(db, ()))
 
-    async def run(self, db: Pool, key: K) -> V | None:
+    async def run(self, db: Database, key: K) -> V | None:
         """The value for key; None when the statement found nothing for it."""
         batch = self._collecting.get(db)
         if batch is not None and (key in batch or len(batch) < MAX_BATCH):
@@ -95,7 +95,7 @@ class Batched(Generic[K, V]):
             raise result
         return result
 
-    async def _run_batch(self, db: Pool, batch: _Batch[K, V]) -> Mapping[K, V | Exception]:
+    async def _run_batch(self, db: Database, batch: _Batch[K, V]) -> Mapping[K, V | Exception]:
         """Waits for a turn and a connection, closes the batch, and runs all of it."""
         in_flight = self._in_flight.get(db)
         if in_flight is None:
@@ -115,6 +115,6 @@ class Batched(Generic[K, V]):
         finally:
             in_flight.release()
 
-    def _close(self, db: Pool, batch: _Batch[K, V]) -> None:
+    def _close(self, db: Database, batch: _Batch[K, V]) -> None:
         if self._collecting.get(db) is batch:
             del self._collecting[db]

@@ -14,7 +14,9 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
+from typing import Protocol
 
 import asyncpg
 
@@ -45,6 +47,17 @@ class DatabaseUnavailable(Exception):
 
 
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
+
+
+class Database(Protocol):
+    """What statements run on: the primary's Pool, or the replica's reads (chatsvc/replica.py)."""
+
+    @property
+    def acquire_timeout(self) -> float: ...
+
+    def connection(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        """``async with db.connection() as conn``; unavailability becomes DatabaseUnavailable."""
+        ...
 
 
 class Pool:

@@ -8,6 +8,7 @@ from chatsvc.db import Pool
 from chatsvc.limits import WriteLimit
 from chatsvc.live.hub import EventHub
 from chatsvc.metrics import Metrics
+from chatsvc.replica import Replica
 from chatsvc.settings import Settings
 
 
@@ -27,6 +28,8 @@ DATABASE = web.AppKey("database", Pool)
 BACKGROUND = web.AppKey("background", Pool)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 EVENTS = web.AppKey("events", EventHub)
+# The hot standby reads may use (chatsvc/replica.py); None without CHATSVC_REPLICA_DATABASE_URL.
+REPLICA: web.AppKey[Replica | None] = web.AppKey("replica")
 METRICS = web.AppKey("metrics", Metrics)
 OPENAPI = web.AppKey("openapi", bytes)  # the OpenAPI document, encoded once
 WRITE_LIMIT = web.AppKey("write_limit", WriteLimit)  # the per-user write limit (chatsvc/limits.py)

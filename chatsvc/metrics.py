@@ -10,6 +10,7 @@ from prometheus_client.registry import Collector
 
 from chatsvc.db import Pool
 from chatsvc.live.hub import EventHub
+from chatsvc.replica import Replica
 
 # Seconds; from a cached read to a slow send, and event streams (whole-stream durations) at the top.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600)
@@ -18,7 +19,7 @@ BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 class Metrics:
     """The application's own registry (two apps in one process do not share counters)."""
 
-    def __init__(self, state: Callable[[], tuple[Pool | None, EventHub | None]]) -> None:
+    def __init__(self, state: Callable[[], tuple[Pool | None, EventHub | None, Replica | None]]) -> None:
         self.registry = CollectorRegistry()
         labels = ("method", "route", "status")
         self.requests = Counter(
@@ -57,13 +58,13 @@ class Metrics:
 
 
 class _StateCollector(Collector):
-    """Gauges read at scrape time: the pool and the event streams."""
+    """Gauges read at scrape time: the pool, the event streams, the replica."""
 
-    def __init__(self, state: Callable[[], tuple[Pool | None, EventHub | None]]) -> None:
+    def __init__(self, state: Callable[[], tuple[Pool | None, EventHub | None, Replica | None]]) -> None:
         self._state = state
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        database, events = self._state()
+        database, events, replica = self._state()
         if database is not None:
             yield GaugeMetricFamily("chatsvc_pool_size", "Connections the pool holds.", database.size)
             yield GaugeMetricFamily(
@@ -84,3 +85,19 @@ class _StateCollector(Collector):
                 "1 while the process's LISTEN connection for live events is up; new streams get 503 while 0.",
                 int(events.listening),
             )
+        if replica is not None:
+            yield GaugeMetricFamily(
+                "chatsvc_replica_up",
+                "1 while reads may use the replica (CHATSVC_REPLICA_DATABASE_URL); 0 while they use the primary.",
+                int(replica.up),
+            )
+            if replica.lag_seconds is not None and replica.lag_bytes is not None:
+                yield GaugeMetricFamily(
+                    "chatsvc_replica_lag_seconds",
+                    "How stale a read without Chatsvc-Position may be: since the replica's last"
+                    " replayed transaction, 0 when it has replayed everything (measured every second).",
+                    replica.lag_seconds,
+                )
+                yield GaugeMetricFamily(
+                    "chatsvc_replica_lag_bytes", "WAL the replica has still to replay.", replica.lag_bytes
+                )

@@ -213,13 +213,41 @@ def _operation_id(path: str, method: str) -> str:
     return "_".join([method.lower(), *words]) or method.lower()
 
 
+# With a replica configured (chatsvc/replica.py): every protected write answers
+# its commit position, and every protected read but an event stream may be
+# served by the replica, as fresh as the position sent back asks.
+POSITION_HEADER = "Chatsvc-Position"
+POSITION_PATTERN = "^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$"
+_POSITION_ANSWERED = {
+    "description": "With a read replica configured: this write's commit position. Sent back on a"
+    " later read, it makes that read show this write (else the read may be as stale as the replica).",
+    "schema": {"type": "string", "pattern": POSITION_PATTERN},
+}
+POSITION_PARAMETER: Mapping[str, Any] = {
+    "name": POSITION_HEADER,
+    "in": "header",
+    "required": False,
+    "description": "A `Chatsvc-Position` a write answered: the read then shows that write (with a read"
+    " replica configured, it waits for the replica or reads the primary; any other value reads the"
+    " primary). Without it a read may be as stale as the replica's lag.",
+    "schema": {"type": "string", "examples": ["0/16B3748"]},
+}
+
+
+def replica_may_serve(method: str, operation: Operation) -> bool:
+    return method == "GET" and operation.access == "bearer"
+
+
 def _responses(method: str, operation: Operation) -> dict[str, Any]:
     status, description, content = operation.ok
     ok: dict[str, Any] = {"description": description}
     if content is not None:
         ok["content"] = content
-    if operation.ok_headers:
-        ok["headers"] = dict(operation.ok_headers)
+    headers = dict(operation.ok_headers)
+    if is_write(method) and operation.access != "public":
+        headers[POSITION_HEADER] = _POSITION_ANSWERED
+    if headers:
+        ok["headers"] = headers
     if operation.links:
         ok["links"] = dict(operation.links)
     responses: dict[str, Any] = {str(status): ok}
@@ -264,8 +292,12 @@ def _describe(path: str, method: str, operation: Operation) -> dict[str, Any]:
     }
     if operation.description:
         described["description"] = operation.description
-    if operation.parameters:
-        described["parameters"] = [dict(parameter) for parameter in operation.parameters]
+    parameters = [
+        *operation.parameters,
+        *((POSITION_PARAMETER,) if replica_may_serve(method, operation) else ()),
+    ]
+    if parameters:
+        described["parameters"] = [dict(parameter) for parameter in parameters]
     if operation.body is not None:
         described["requestBody"] = {
             "required": operation.body_required,

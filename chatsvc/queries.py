@@ -18,7 +18,7 @@ import asyncpg
 from chatsvc.sql import statement
 
 if TYPE_CHECKING:  # chatsvc.db opens connections with read_session_settings
-    from chatsvc.db import Pool
+    from chatsvc.db import Database
 
 CREATE_CHAT = statement("create_chat", ":one")
 CREATE_CHAT_ONCE = statement("create_chat_once", ":one")
@@ -52,6 +52,9 @@ PURGE_CHAT_IDEMPOTENCY_KEYS = statement("purge_chat_idempotency_keys", ":val")
 PURGE_MESSAGE_IDEMPOTENCY_KEYS = statement("purge_message_idempotency_keys", ":val")
 LIST_APPLIED_MIGRATIONS = statement("list_applied_migrations", ":many")
 READ_SESSION_SETTINGS = statement("read_session_settings", ":many")
+CURRENT_POSITION = statement("current_position", ":val")
+REPLAYED = statement("replayed", ":val")
+MEASURE_REPLICA_LAG = statement("measure_replica_lag", ":one")
 SEARCH_MESSAGES = statement("search_messages", ":val")
 PLAN_FOR_THE_VALUES = statement("plan_for_the_values", ":exec")
 
@@ -137,14 +140,14 @@ def _created(row: asyncpg.Record, json_column: str) -> Created:
     return Created(row["id"], row[json_column], row["replayed"], row["same_body"])
 
 
-async def create_chat(db: Pool, title: str, members: Members) -> Created:
+async def create_chat(db: Database, title: str, members: Members) -> Created:
     async with db.connection() as conn:
         row = await conn.fetchrow(CREATE_CHAT, title, members.users, members.roles)
     return Created(row["id"], row["chat"])
 
 
 async def create_chat_once(
-    db: Pool, title: str, members: Members, caller: str, key: str, fingerprint: str
+    db: Database, title: str, members: Members, caller: str, key: str, fingerprint: str
 ) -> Created:
     """The chat this Idempotency-Key created, creating it on the key's first use.
 
@@ -162,14 +165,14 @@ async def create_chat_once(
     return _created(row, "chat")
 
 
-async def list_chats(db: Pool, before: int | None, limit: int) -> str:
+async def list_chats(db: Database, before: int | None, limit: int) -> str:
     """A page of every chat, newest first, as JSON {chats, next_before}."""
     async with db.connection() as conn:
         listing: str = await conn.fetchval(LIST_CHATS, NEWEST if before is None else before, limit)
     return listing
 
 
-async def list_chats_of_user(db: Pool, before: int | None, limit: int, user: str) -> str:
+async def list_chats_of_user(db: Database, before: int | None, limit: int, user: str) -> str:
     """A page of the user's chats, newest first, as JSON {chats, next_before}."""
     async with db.connection() as conn:
         listing: str = await conn.fetchval(
@@ -178,14 +181,14 @@ async def list_chats_of_user(db: Pool, before: int | None, limit: int, user: str
     return listing
 
 
-async def list_chats_by_activity(db: Pool, cursor: ActivityCursor, limit: int) -> str:
+async def list_chats_by_activity(db: Database, cursor: ActivityCursor, limit: int) -> str:
     """A page of every chat, most recently active first, as JSON {chats, next_cursor}."""
     async with db.connection() as conn:
         listing: str = await conn.fetchval(LIST_CHATS_BY_ACTIVITY, cursor.activity, cursor.chat_id, limit)
     return listing
 
 
-async def list_chats_of_user_by_activity(db: Pool, cursor: ActivityCursor, limit: int, user: str) -> str:
+async def list_chats_of_user_by_activity(db: Database, cursor: ActivityCursor, limit: int, user: str) -> str:
     """A page of the user's chats, most recently active first, as JSON {chats, next_cursor}."""
     async with db.connection() as conn:
         listing: str = await conn.fetchval(
@@ -194,7 +197,7 @@ async def list_chats_of_user_by_activity(db: Pool, cursor: ActivityCursor, limit
     return listing
 
 
-async def flush_activity(db: Pool, batch_size: int, kept: int) -> int:
+async def flush_activity(db: Database, batch_size: int, kept: int) -> int:
     """Lists up to batch_size unlisted chats (migrations/0008), all but the kept most
     recently active; how many were listed."""
     async with db.connection() as conn:
@@ -219,7 +222,7 @@ LONG_DELETE_TIMEOUT = 3600.0
 
 
 async def delete_chat(
-    db: Pool, chat_id: int, user: str | None, roles: list[str], lock_timeout_ms: int
+    db: Database, chat_id: int, user: str | None, roles: list[str], lock_timeout_ms: int
 ) -> Refused | None:
     """None when the chat was deleted (its messages went with it, in the same statement);
     else who was refused. Never cut off by the statement timeout, whatever the chat's size;
@@ -259,7 +262,7 @@ async def create_messages(
 
 
 async def create_message(
-    db: Pool, chat_id: int, text: str, author: str | None, user: str | None, roles: list[str]
+    db: Database, chat_id: int, text: str, author: str | None, user: str | None, roles: list[str]
 ) -> Created | None:
     """The stored message, waiting for the chat's lock; None when the chat does not
     exist or the caller may not send there."""
@@ -269,7 +272,7 @@ async def create_message(
 
 
 async def create_message_once(
-    db: Pool,
+    db: Database,
     chat_id: int,
     text: str,
     author: str | None,
@@ -295,7 +298,7 @@ async def create_message_once(
 
 
 async def get_message(
-    db: Pool, chat_id: int, message_id: int, user: str | None, roles: list[str]
+    db: Database, chat_id: int, message_id: int, user: str | None, roles: list[str]
 ) -> str | None:
     async with db.connection() as conn:
         message_json: str | None = await conn.fetchval(GET_MESSAGE, chat_id, message_id, user, roles)
@@ -303,7 +306,7 @@ async def get_message(
 
 
 async def edit_message(
-    db: Pool,
+    db: Database,
     chat_id: int,
     message_id: int,
     text: str,
@@ -321,7 +324,7 @@ async def edit_message(
 
 
 async def delete_message(
-    db: Pool, chat_id: int, message_id: int, user: str | None, any_roles: list[str], own_roles: list[str]
+    db: Database, chat_id: int, message_id: int, user: str | None, any_roles: list[str], own_roles: list[str]
 ) -> MessageRefused | None:
     """None when the message was deleted; MessageRefused when it was not."""
     async with db.connection() as conn:
@@ -330,7 +333,7 @@ async def delete_message(
 
 
 async def list_messages_before(
-    db: Pool, chat_id: int, before: int | None, limit: int, user: str | None, roles: list[str]
+    db: Database, chat_id: int, before: int | None, limit: int, user: str | None, roles: list[str]
 ) -> str | None:
     """A page of history going back from before (or from the newest message), as JSON
     {messages, has_more}; None when there is no such chat or the caller may not read it."""
@@ -342,7 +345,13 @@ async def list_messages_before(
 
 
 async def search_messages(
-    db: Pool, q: str, chat_id: int | None, before: int | None, limit: int, user: str | None, roles: list[str]
+    db: Database,
+    q: str,
+    chat_id: int | None,
+    before: int | None,
+    limit: int,
+    user: str | None,
+    roles: list[str],
 ) -> str | None:
     """A page of the messages holding every word of q, newest first, as JSON {messages,
     next_before}; None when chat_id names no chat the caller may read. Planned for
@@ -357,7 +366,7 @@ async def search_messages(
 
 
 async def list_messages_after(
-    db: Pool, chat_id: int, after: int, limit: int, user: str | None, roles: list[str]
+    db: Database, chat_id: int, after: int, limit: int, user: str | None, roles: list[str]
 ) -> str | None:
     """A page of history going forward from after, as JSON {messages, has_more};
     None when there is no such chat or the caller may not read it."""
@@ -366,7 +375,7 @@ async def list_messages_after(
     return page
 
 
-async def get_latest_event_id(db: Pool, chat_id: int, user: str | None, roles: list[str]) -> int | None:
+async def get_latest_event_id(db: Database, chat_id: int, user: str | None, roles: list[str]) -> int | None:
     """The chat's newest event id (0 when it never had a message); None when there is no
     such chat or the caller may not follow it."""
     async with db.connection() as conn:
@@ -375,7 +384,7 @@ async def get_latest_event_id(db: Pool, chat_id: int, user: str | None, roles: l
 
 
 async def list_members(
-    db: Pool, chat_id: int, after: str, limit: int, user: str | None, roles: list[str]
+    db: Database, chat_id: int, after: str, limit: int, user: str | None, roles: list[str]
 ) -> str | None:
     """A page of the chat's members by user id, as JSON {members, next_after}; None when
     there is no such chat or the caller may not read it."""
@@ -385,7 +394,7 @@ async def list_members(
 
 
 async def put_member(
-    db: Pool, chat_id: int, member: str, role: str, user: str | None, roles: list[str]
+    db: Database, chat_id: int, member: str, role: str, user: str | None, roles: list[str]
 ) -> MemberPut | Refused:
     """The member added or with its role set; Refused when there is no such chat or the
     caller may not manage its members."""
@@ -396,13 +405,17 @@ async def put_member(
     return MemberPut(row["member"], row["added"])
 
 
-async def remove_member(db: Pool, chat_id: int, member: str, user: str | None, roles: list[str]) -> Removal:
+async def remove_member(
+    db: Database, chat_id: int, member: str, user: str | None, roles: list[str]
+) -> Removal:
     async with db.connection() as conn:
         row = await conn.fetchrow(REMOVE_MEMBER, chat_id, member, user, roles)
     return Removal(row["chat_exists"], row["caller_role"], row["removed"])
 
 
-async def mark_read(db: Pool, chat_id: int, user: str, message_id: int, roles: list[str]) -> str | Refused:
+async def mark_read(
+    db: Database, chat_id: int, user: str, message_id: int, roles: list[str]
+) -> str | Refused:
     """The member's read state as JSON {chat_id, last_read_id}, its marker moved forward to
     message_id; Refused when there is no such chat or the user may not mark it read."""
     async with db.connection() as conn:
@@ -413,7 +426,7 @@ async def mark_read(db: Pool, chat_id: int, user: str, message_id: int, roles: l
     return state
 
 
-async def list_chat_events(db: Pool, chat_id: int, after: int, up_to: int, limit: int) -> list[ChatEvent]:
+async def list_chat_events(db: Database, chat_id: int, after: int, up_to: int, limit: int) -> list[ChatEvent]:
     """The chat's events with after < id <= up_to, in id order, at most limit."""
     async with db.connection() as conn:
         rows = await conn.fetch(LIST_CHAT_EVENTS, chat_id, after, up_to, limit)
@@ -436,20 +449,20 @@ async def forget_gone_listeners(listener: asyncpg.Connection) -> None:
     await listener.execute(FORGET_GONE_LISTENERS)
 
 
-async def notify_listener_check(db: Pool, token: str) -> None:
+async def notify_listener_check(db: Database, token: str) -> None:
     """Through the pool: a notification the listener that just connected must hear."""
     async with db.connection() as conn:
         await conn.fetchval(NOTIFY_LISTENER_CHECK, token)
 
 
-async def purge_chat_idempotency_keys(db: Pool, retention: timedelta, batch_size: int) -> int:
+async def purge_chat_idempotency_keys(db: Database, retention: timedelta, batch_size: int) -> int:
     """Deletes up to batch_size chat keys older than retention; how many went."""
     async with db.connection() as conn:
         deleted: int = await conn.fetchval(PURGE_CHAT_IDEMPOTENCY_KEYS, retention, batch_size)
     return deleted
 
 
-async def purge_message_idempotency_keys(db: Pool, retention: timedelta, batch_size: int) -> int:
+async def purge_message_idempotency_keys(db: Database, retention: timedelta, batch_size: int) -> int:
     """Deletes up to batch_size message keys older than retention; how many went."""
     async with db.connection() as conn:
         deleted: int = await conn.fetchval(PURGE_MESSAGE_IDEMPOTENCY_KEYS, retention, batch_size)
@@ -461,7 +474,26 @@ async def read_session_settings(conn: asyncpg.Connection, names: list[str]) -> d
     return {row["name"]: row["setting"] for row in await conn.fetch(READ_SESSION_SETTINGS, names)}
 
 
-async def list_applied_migrations(db: Pool) -> frozenset[str]:
+async def current_position(conn: asyncpg.Connection) -> str:
+    """On the primary: its WAL position now, past every commit completed before."""
+    position: str = await conn.fetchval(CURRENT_POSITION)
+    return position
+
+
+async def replayed(db: Database, position: str) -> bool:
+    """On the replica: whether it has replayed up to position."""
+    async with db.connection() as conn:
+        return bool(await conn.fetchval(REPLAYED, position))
+
+
+async def measure_replica_lag(db: Database, primary_position: str) -> tuple[float, float]:
+    """On the replica: (WAL bytes, seconds) behind primary_position."""
+    async with db.connection() as conn:
+        row = await conn.fetchrow(MEASURE_REPLICA_LAG, primary_position)
+    return row["lag_bytes"], row["lag_seconds"]
+
+
+async def list_applied_migrations(db: Database) -> frozenset[str]:
     """The ids of the migrations applied to the database; none when it was never migrated."""
     try:
         async with db.connection() as conn:
@@ -491,7 +523,7 @@ async def take_user_writes(
     return {row["user_id"]: Granted(row["granted"], row["retry_after"]) for row in rows}
 
 
-async def purge_full_user_write_buckets(db: Pool, after: str, batch_size: int) -> tuple[str | None, int]:
+async def purge_full_user_write_buckets(db: Database, after: str, batch_size: int) -> tuple[str | None, int]:
     """Deletes the full buckets among the next batch_size users after `after`:
     (the last user examined, or None when none followed; how many went)."""
     async with db.connection() as conn:

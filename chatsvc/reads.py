@@ -14,7 +14,7 @@ import asyncpg
 
 from chatsvc import queries
 from chatsvc.batching import Batched
-from chatsvc.db import Pool
+from chatsvc.db import Database
 from chatsvc.permissions import Action, roles_allowed
 
 _READERS = roles_allowed(Action.READ)
@@ -29,7 +29,7 @@ async def _read_batch(
 CHAT_READS = Batched(_read_batch)
 
 
-async def read_chat(db: Pool, chat_id: int, message_limit: int, user: str | None) -> str | None:
+async def read_chat(db: Database, chat_id: int, message_limit: int, user: str | None) -> str | None:
     """The chat with its latest messages as JSON, or None when there is no such chat or
     the caller (user None: the server) may not read it."""
     return await CHAT_READS.run(db, (chat_id, message_limit, user))

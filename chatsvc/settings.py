@@ -57,6 +57,11 @@ class Settings(BaseModel):
     events_database_url: str | None = None
     # Where migrations apply (chatsvc serve at start, chatsvc migrate). None: database_url.
     migrations_database_url: str | None = None
+    # A hot standby of database_url for reads (chatsvc/replica.py). None: reads use the primary.
+    replica_database_url: str | None = None
+    # Longest a read that sent Chatsvc-Position waits for the replica to replay
+    # it before it reads the primary instead.
+    replica_wait: Annotated[float, Field(ge=0, le=60)] = 0.25
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     data_dir: Path = Field(default_factory=default_data_dir)
@@ -125,7 +130,11 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _other_urls_need_the_main_one(self) -> Settings:
-        for variable in ("CHATSVC_EVENTS_DATABASE_URL", "CHATSVC_MIGRATIONS_DATABASE_URL"):
+        for variable in (
+            "CHATSVC_EVENTS_DATABASE_URL",
+            "CHATSVC_MIGRATIONS_DATABASE_URL",
+            "CHATSVC_REPLICA_DATABASE_URL",
+        ):
             if self.database_url is None and getattr(self, ENVIRONMENT[variable]) is not None:
                 raise ValueError(
                     f"{variable}: needs DATABASE_URL (without it the service runs its own PostgreSQL)"
@@ -148,6 +157,8 @@ ENVIRONMENT: Mapping[str, str] = {
     "DATABASE_URL": "database_url",
     "CHATSVC_EVENTS_DATABASE_URL": "events_database_url",
     "CHATSVC_MIGRATIONS_DATABASE_URL": "migrations_database_url",
+    "CHATSVC_REPLICA_DATABASE_URL": "replica_database_url",
+    "CHATSVC_REPLICA_WAIT": "replica_wait",
     "CHATSVC_HOST": "host",
     "CHATSVC_PORT": "port",
     "CHATSVC_DATA_DIR": "data_dir",

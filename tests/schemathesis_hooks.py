@@ -11,7 +11,9 @@ History's `before` and `after` are separate query parameters, so the schema
 cannot say "not both" (the operation's description does, and the API answers
 422): a case drawn with both keeps `before` only. The same for the listing's
 `before` (which pages `order=created`) and `cursor` (which pages
-`order=activity`): a case keeps only the one its order pages.
+`order=activity`): a case keeps only the one its order pages. And a new chat's
+members list each user at most once, which JSON Schema cannot say of objects
+that differ in their role: a case keeps each user's first entry.
 """
 
 from __future__ import annotations
@@ -35,3 +37,11 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
         del case.query["after"]
     if case.query and case.operation.path == "/chats/":
         case.query.pop("before" if case.query.get("order") == "activity" else "cursor", None)
+    members = case.body.get("members") if isinstance(case.body, dict) else None
+    if isinstance(members, list) and all(
+        isinstance(m, dict) and isinstance(m.get("user"), str) for m in members
+    ):
+        first: dict[str, Any] = {}
+        for member in members:
+            first.setdefault(member["user"], member)
+        case.body["members"] = list(first.values())

@@ -28,6 +28,8 @@ def test_every_variable_is_read() -> None:
         "DATABASE_URL": "postgresql://u@h/db",
         "CHATSVC_EVENTS_DATABASE_URL": "postgresql://u@direct/db",
         "CHATSVC_MIGRATIONS_DATABASE_URL": "postgresql://u@direct:5433/db",
+        "CHATSVC_REPLICA_DATABASE_URL": "postgresql://u@standby/db",
+        "CHATSVC_REPLICA_WAIT": "0.5",
         "CHATSVC_HOST": "0.0.0.0",
         "CHATSVC_PORT": "9000",
         "CHATSVC_DATA_DIR": "/srv/chatsvc",
@@ -54,7 +56,8 @@ def test_every_variable_is_read() -> None:
     settings = load_settings(environ)
     assert settings == Settings(
         database_url="postgresql://u@h/db", events_database_url="postgresql://u@direct/db",
-        migrations_database_url="postgresql://u@direct:5433/db", host="0.0.0.0", port=9000, data_dir=Path("/srv/chatsvc"),
+        migrations_database_url="postgresql://u@direct:5433/db", replica_database_url="postgresql://u@standby/db",
+        replica_wait=0.5, host="0.0.0.0", port=9000, data_dir=Path("/srv/chatsvc"),
         pool_min_size=2, pool_max_size=20, pool_acquire_timeout=1.5, statement_timeout=3, body_timeout=7, idle_timeout=4,
         statement_cache_size=0, log_level="DEBUG", sse_heartbeat=2.5, shutdown_grace=12, sse_max_streams=500,
         max_connections=300, auth="off", server_keys=(KEY_A, KEY_B), jwt_secrets=(SECRET,),
@@ -90,6 +93,8 @@ def test_overrides_win_over_the_environment() -> None:
         # Without DATABASE_URL the service runs its own PostgreSQL: no other URL means anything.
         ({"CHATSVC_EVENTS_DATABASE_URL": "postgresql://u@h/db"}, "CHATSVC_EVENTS_DATABASE_URL"),
         ({"CHATSVC_MIGRATIONS_DATABASE_URL": "postgresql://u@h/db"}, "CHATSVC_MIGRATIONS_DATABASE_URL"),
+        ({"CHATSVC_REPLICA_DATABASE_URL": "postgresql://u@h/db"}, "CHATSVC_REPLICA_DATABASE_URL"),
+        ({"CHATSVC_REPLICA_WAIT": "-1"}, "CHATSVC_REPLICA_WAIT"),
     ],
 )
 def test_a_bad_value_fails_with_one_line_naming_the_variable(environ: dict[str, str], variable: str) -> None:

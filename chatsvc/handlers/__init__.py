@@ -2,7 +2,10 @@
 
 from aiohttp import web
 
+from chatsvc import replica
 from chatsvc.callers import CALLER, Caller
+from chatsvc.db import Database
+from chatsvc.keys import DATABASE, REPLICA
 from chatsvc.queries import Created
 
 
@@ -23,3 +26,9 @@ def created_response(created: Created, location: str) -> web.Response:
     if created.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response
+
+
+async def reading_database(request: web.Request) -> Database:
+    """Where a read route's statements run: the replica when it holds what the caller
+    wrote (Chatsvc-Position), or any replica when they sent none; else the primary."""
+    return await replica.for_reading(request, request.app[DATABASE], request.app[REPLICA])

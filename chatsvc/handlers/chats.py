@@ -4,7 +4,7 @@ from aiohttp import web
 
 from chatsvc import models, parameters, queries, reads
 from chatsvc.callers import Caller
-from chatsvc.handlers import caller_of, created_response, json_response
+from chatsvc.handlers import caller_of, created_response, json_response, reading_database
 from chatsvc.idempotency import chat_fingerprint, run_keyed
 from chatsvc.keys import DATABASE, SETTINGS
 from chatsvc.models import ChatCreate
@@ -69,7 +69,7 @@ async def list_chats(request: web.Request) -> web.Response:
     limit = CHATS_LIMIT.parse(request)
     order = CHATS_ORDER.parse(request)
     before, cursor = CHATS_BEFORE.parse(request), CHATS_CURSOR.parse(request)
-    db = request.app[DATABASE]
+    db = await reading_database(request)
     if order == "activity":
         if before is not None:
             raise _not_with(order, CHATS_BEFORE.name)
@@ -88,7 +88,7 @@ async def get_chat(request: web.Request) -> web.Response:
     caller = caller_of(request)
     chat_id = path_id(request, "chat_id")
     limit = CHAT_MESSAGES_LIMIT.parse(request)
-    chat_json = await reads.read_chat(request.app[DATABASE], chat_id, limit, caller.user)
+    chat_json = await reads.read_chat(await reading_database(request), chat_id, limit, caller.user)
     if chat_json is None:
         raise chat_not_found(chat_id)
     return json_response(chat_json)

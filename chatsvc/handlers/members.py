@@ -3,7 +3,7 @@
 from aiohttp import web
 
 from chatsvc import models, queries
-from chatsvc.handlers import caller_of, json_response
+from chatsvc.handlers import caller_of, json_response, reading_database
 from chatsvc.keys import DATABASE, SETTINGS
 from chatsvc.models import MemberUpdate
 from chatsvc.openapi import BODY_PROBLEMS, CHAT_ID, Operation, Route, Routes, json_content
@@ -34,7 +34,7 @@ async def list_members(request: web.Request) -> web.Response:
     limit = MEMBERS_LIMIT.parse(request)
     after = MEMBERS_AFTER.parse(request)
     page = await queries.list_members(
-        request.app[DATABASE], chat_id, after or "", limit, caller.user, roles_allowed(Action.READ)
+        await reading_database(request), chat_id, after or "", limit, caller.user, roles_allowed(Action.READ)
     )
     if page is None:
         raise chat_not_found(chat_id)

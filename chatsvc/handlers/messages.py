@@ -3,7 +3,7 @@
 from aiohttp import web
 
 from chatsvc import limits, models, parameters, queries, sends
-from chatsvc.handlers import caller_of, created_response, json_response
+from chatsvc.handlers import caller_of, created_response, json_response, reading_database
 from chatsvc.keys import DATABASE, SETTINGS, WRITE_LIMIT
 from chatsvc.models import MessageCreate, MessageEdit
 from chatsvc.openapi import (
@@ -61,7 +61,7 @@ async def list_messages(request: web.Request) -> web.Response:
         raise ValidationFailed(
             [{"loc": ["query", "before"], "msg": both}, {"loc": ["query", "after"], "msg": both}]
         )
-    db = request.app[DATABASE]
+    db = await reading_database(request)
     if after is not None:
         page = await queries.list_messages_after(db, chat_id, after, limit, caller.user, _READERS)
     else:
@@ -75,7 +75,7 @@ async def get_message(request: web.Request) -> web.Response:
     caller = caller_of(request)
     chat_id, message_id = path_id(request, "chat_id"), path_id(request, "message_id")
     message_json = await queries.get_message(
-        request.app[DATABASE], chat_id, message_id, caller.user, _READERS
+        await reading_database(request), chat_id, message_id, caller.user, _READERS
     )
     if message_json is None:
         # The same answer whether the chat is missing, or the caller is not its member.

@@ -3,8 +3,7 @@
 from aiohttp import web
 
 from chatsvc import models, parameters, queries
-from chatsvc.handlers import caller_of, json_response
-from chatsvc.keys import DATABASE
+from chatsvc.handlers import caller_of, json_response, reading_database
 from chatsvc.openapi import Operation, Route, Routes, json_content
 from chatsvc.permissions import Action, chat_not_found, roles_allowed
 
@@ -18,7 +17,7 @@ async def search_messages(request: web.Request) -> web.Response:
     before = parameters.SEARCH_BEFORE.parse(request)
     limit = parameters.SEARCH_LIMIT.parse(request)
     page = await queries.search_messages(
-        request.app[DATABASE], q, chat_id, before, limit, caller.user, _READERS
+        await reading_database(request), q, chat_id, before, limit, caller.user, _READERS
     )
     if page is None:
         assert chat_id is not None
