@@ -86,7 +86,7 @@ async def followed(
     for transport in transports:
         transport.close()
     with psycopg.connect(url) as conn:
-        stored = dict(
+        stored: dict[int, list[int]] = dict(
             conn.execute(
                 "SELECT chat_id, array_agg(id ORDER BY id) FROM messages WHERE chat_id = ANY(%s) GROUP BY chat_id",
                 (chats,),

@@ -18,6 +18,7 @@ always a prefix of it, and the primary holds at least as much.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import time
@@ -93,13 +94,13 @@ class Replica:
             return False
         deadline = time.monotonic() + self.wait
         try:
-            for attempt in range(1_000_000):
+            for attempt in itertools.count():
                 if await queries.replayed(self.pool, position):
                     return True
-                pause = _POLL[min(attempt, len(_POLL) - 1)]
-                if time.monotonic() + pause > deadline:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     return False
-                await asyncio.sleep(pause)
+                await asyncio.sleep(min(_POLL[min(attempt, len(_POLL) - 1)], left))
         except (DatabaseUnavailable, asyncpg.PostgresError) as exc:
             self.failed(exc)
         return False

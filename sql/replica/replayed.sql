@@ -6,4 +6,4 @@
 -- params: $1 position text (pg_lsn)
 -- returns: true when replayed that far
 -- uses: nothing
-SELECT coalesce(pg_last_wal_replay_lsn(), pg_current_wal_lsn()) >= $1::text::pg_lsn;
+SELECT coalesce(pg_last_wal_replay_lsn(), pg_current_wal_insert_lsn()) >= $1::text::pg_lsn;
