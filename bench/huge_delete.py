@@ -1,0 +1,127 @@
+"""Deleting a huge chat while others send: does it finish, and what does it cost the others?
+
+    python bench/huge_delete.py [--messages 10000000] [--duration 10] [--connections 32]
+
+Starts its own embedded PostgreSQL (durable, as in production) and `chatsvc
+serve` with the default CHATSVC_STATEMENT_TIMEOUT (10 s), fills one chat with
+--messages messages through SQL (as bench/run.py's prefill does) beside 100
+small chats, then measures post_message to the small chats with wrk: before,
+while `DELETE /chats/{huge}` runs (one statement: the cascade), and after.
+Prints the delete's status and seconds, and the sends' requests/s and p99 in
+each window. Run by hand, never by tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import psycopg
+import run as bench
+
+from chatsvc import migrate
+from chatsvc.embedded import EmbeddedPostgres
+
+CHUNK = 1_000_000  # messages per prefill statement
+
+
+def prefill(url: str, messages: int) -> tuple[list[int], int]:
+    """100 small chats of 100 messages, and the huge one: (small chat ids, huge chat id)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")  # no triggers: nobody listens yet
+        raw = psycopg.RawCursor(conn)
+        small = sorted(
+            row[0]
+            for row in conn.execute(
+                "INSERT INTO chats (title) SELECT 'small ' || n FROM generate_series(1, 100) AS n RETURNING id"
+            ).fetchall()
+        )
+        raw.execute(bench.FILL_CHATS, (small, 100, "small message ", None))
+        (huge,) = conn.execute("INSERT INTO chats (title) VALUES ('huge') RETURNING id").fetchone() or (0,)
+        started = time.monotonic()
+        for done in range(0, messages, CHUNK):
+            raw.execute(
+                bench.FILL_CHATS, ([huge], min(CHUNK, messages - done), "a message of the huge chat ", None)
+            )
+            print(f"  {done + min(CHUNK, messages - done):,} messages ({time.monotonic() - started:.0f} s)",
+                  file=sys.stderr)  # fmt: skip
+        conn.execute("VACUUM ANALYZE")
+        conn.execute("CHECKPOINT")
+    return small, huge
+
+
+def sends(binary: str, base: str, small: list[int], args: argparse.Namespace) -> dict[str, Any]:
+    return bench.wrk(binary, base, "post_message", {"CHATS_FIRST": small[0], "CHATS_LAST": small[-1]}, args,
+                     bench.SERVER_KEY)  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=10_000_000)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per window of sends")
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    binary = bench.ensure_wrk()
+    with tempfile.TemporaryDirectory(prefix="chatsvc-huge-") as tmp, EmbeddedPostgres(Path(tmp) / "pg") as pg:
+        url = pg.url()
+        migrate.apply(url)
+        print(f"prefilling a chat of {args.messages:,} messages ...", file=sys.stderr)
+        small, huge = prefill(url, args.messages)
+        port = bench.free_port()
+        base = f"http://127.0.0.1:{port}"
+        with bench.process(
+            [sys.executable, "-m", "chatsvc", "serve", "--port", str(port)], bench.service_env(url), port
+        ):
+            print("sends, before ...", file=sys.stderr)
+            before = sends(binary, base, small, args)
+            outcome: dict[str, Any] = {}
+
+            def delete() -> None:
+                request = urllib.request.Request(
+                    f"{base}/chats/{huge}", method="DELETE", headers=bench.SERVER
+                )
+                started = time.monotonic()
+                try:
+                    with urllib.request.urlopen(request, timeout=7200) as response:
+                        outcome["status"] = response.status
+                except urllib.error.HTTPError as error:
+                    outcome["status"] = error.code
+                outcome["seconds"] = time.monotonic() - started
+
+            deleting = threading.Thread(target=delete)
+            deleting.start()
+            time.sleep(0.5)  # the delete is under way
+            print("sends, while the huge chat is deleted ...", file=sys.stderr)
+            during = sends(binary, base, small, args)
+            still_running = deleting.is_alive()
+            deleting.join()
+            print("sends, after ...", file=sys.stderr)
+            after = sends(binary, base, small, args)
+        with psycopg.connect(url) as conn:
+            (left,) = conn.execute(
+                "SELECT count(*) FROM messages WHERE chat_id = %s", (huge,)
+            ).fetchone() or (0,)
+    print(f"\ndelete of {args.messages:,} messages: {outcome.get('status')} in {outcome.get('seconds', 0):.1f} s,"
+          f" {left} messages left; it was {'still' if still_running else 'no longer'} running when the"
+          " window of sends during it ended")  # fmt: skip
+    print(f"{'sends':<10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    for name, result in (("before", before), ("during", during), ("after", after)):
+        print(
+            f"{name:<10}{result['rps']:>10.0f}{result['p50_ms']:>10.1f}{result['p99_ms']:>10.1f}{result['errors']:>8}"
+        )
+    baseline = (before["p99_ms"] + after["p99_ms"]) / 2
+    print(f"p99 during / p99 before and after: {during['p99_ms'] / baseline:.2f}")
+
+
+if __name__ == "__main__":
+    main()
