@@ -8,7 +8,7 @@ serve` with the default CHATSVC_STATEMENT_TIMEOUT (10 s), fills one chat with
 small chats, then measures post_message to the small chats with wrk: before,
 while `DELETE /chats/{huge}` runs (one statement: the cascade), and after.
 Prints the delete's status and seconds, and the sends' requests/s and p99 in
-each window. Run by hand, never by tests.
+each window (as many windows of --duration seconds as the delete outlasts). Run by hand, never by tests.
 """
 
 from __future__ import annotations
@@ -101,9 +101,13 @@ def main() -> None:
             deleting = threading.Thread(target=delete)
             deleting.start()
             time.sleep(0.5)  # the delete is under way
-            print("sends, while the huge chat is deleted ...", file=sys.stderr)
-            during = sends(binary, base, small, args)
-            still_running = deleting.is_alive()
+            # Windows of sends while it runs; those it outlasted are the ones reported.
+            windows: list[dict[str, Any]] = []
+            while deleting.is_alive():
+                print("sends, while the huge chat is deleted ...", file=sys.stderr)
+                result = sends(binary, base, small, args)
+                if deleting.is_alive():
+                    windows.append(result)
             deleting.join()
             print("sends, after ...", file=sys.stderr)
             after = sends(binary, base, small, args)
@@ -112,15 +116,17 @@ def main() -> None:
                 "SELECT count(*) FROM messages WHERE chat_id = %s", (huge,)
             ).fetchone() or (0,)
     print(f"\ndelete of {args.messages:,} messages: {outcome.get('status')} in {outcome.get('seconds', 0):.1f} s,"
-          f" {left} messages left; it was {'still' if still_running else 'no longer'} running when the"
-          " window of sends during it ended")  # fmt: skip
+          f" {left} messages left; {len(windows)} window(s) of {args.duration} s of sends ran wholly during it")  # fmt: skip
     print(f"{'sends':<10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-    for name, result in (("before", before), ("during", during), ("after", after)):
+    named = [("before", before), *((f"during {n + 1}", w) for n, w in enumerate(windows)), ("after", after)]
+    for name, result in named:
         print(
             f"{name:<10}{result['rps']:>10.0f}{result['p50_ms']:>10.1f}{result['p99_ms']:>10.1f}{result['errors']:>8}"
         )
     baseline = (before["p99_ms"] + after["p99_ms"]) / 2
-    print(f"p99 during / p99 before and after: {during['p99_ms'] / baseline:.2f}")
+    if windows:
+        worst = max(window["p99_ms"] for window in windows)
+        print(f"worst p99 during / p99 before and after: {worst / baseline:.2f}")
 
 
 if __name__ == "__main__":
