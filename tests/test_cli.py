@@ -168,6 +168,27 @@ def test_migrate_apply_list_and_rollback(make_database: Callable[[], str]) -> No
     assert f"pending  {names[0]}" in migrate("--list")
 
 
+def test_migrations_go_where_chatsvc_migrations_database_url_says(make_database: Callable[[], str]) -> None:
+    """`chatsvc migrate` and `chatsvc serve` at start apply them there, not to DATABASE_URL (behind
+    a pooler the two differ: the same database, reached two ways)."""
+    pooled, direct = make_database(), make_database()
+    env = environment(DATABASE_URL=pooled, CHATSVC_MIGRATIONS_DATABASE_URL=direct)
+    result = subprocess.run(
+        [*CHATSVC, "migrate"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0 and "applied" in result.stdout, result.stderr
+    with psycopg.connect(direct) as conn:
+        assert conn.execute("SELECT count(*) FROM _yoyo_migration").fetchone() == (len(migrate_ids()),)
+    with psycopg.connect(pooled) as conn:
+        assert conn.execute("SELECT to_regclass('_yoyo_migration')").fetchone() == (None,)
+
+
+def migrate_ids() -> list[str]:
+    return [
+        path.name for path in migrations_folder().glob("*.sql") if not path.name.endswith(".rollback.sql")
+    ]
+
+
 def test_console_script_is_installed() -> None:
     script = Path(sys.executable).with_name("chatsvc")
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60, check=False)
