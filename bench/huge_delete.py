@@ -70,11 +70,19 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=10_000_000)
     parser.add_argument("--duration", type=int, default=10, help="seconds per window of sends")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--wal", action="store_true", help="wal_compression on and max_wal_size 8GB (an operator's tuning)"
+    )
     args = parser.parse_args()
     binary = bench.ensure_wrk()
     with tempfile.TemporaryDirectory(prefix="chatsvc-huge-") as tmp, EmbeddedPostgres(Path(tmp) / "pg") as pg:
         url = pg.url()
         migrate.apply(url)
+        if args.wal:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("ALTER SYSTEM SET wal_compression = on")
+                conn.execute("ALTER SYSTEM SET max_wal_size = '8GB'")
+                conn.execute("SELECT pg_reload_conf()")
         print(f"prefilling a chat of {args.messages:,} messages ...", file=sys.stderr)
         small, huge = prefill(url, args.messages)
         port = bench.free_port()

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from chatsvc import activity, idempotency, limits, openapi, queries, replica
 from chatsvc.callers import CALLER, Authenticator
-from chatsvc.db import Pool, connector, open_database
+from chatsvc.db import DatabaseUnavailable, Pool, connector, open_database
 from chatsvc.handlers import chat_events, chats, docs, members, messages, operations, read_state, search
 from chatsvc.keys import (
     BACKGROUND,
@@ -96,7 +96,14 @@ def authenticated(
         response = await handler(request)
         if write and request.app[REPLICA] is not None and response.status < 300:
             # Sent back on a read, it makes the replica show this write (chatsvc/replica.py).
-            response.headers[replica.HEADER] = await replica.after_commit(request.app[DATABASE])
+            # The write is done whatever happens here: without a position the answer goes
+            # without the header (a retry could store it twice), and the reads may be stale.
+            try:
+                response.headers[replica.HEADER] = await replica.after_commit(request.app[DATABASE])
+            except DatabaseUnavailable:
+                log.warning(
+                    "no commit position for %s %s: the database is unavailable", request.method, request.path
+                )
         return response
 
     return handle
