@@ -33,6 +33,7 @@ from tests.api import create_chat, problem, send
 from tests.conftest import app_settings, pooler_connect_query
 from tests.credentials import CREDENTIALS
 from tests.pgbouncer import PgBouncer
+from tests.sse import EventStream
 
 # The contract's tests that touch data through the pool: each passes with the pool behind the
 # pooler. Left out to keep the suite's time (they pass behind it too, run by hand with
@@ -150,6 +151,33 @@ async def test_a_listener_pointed_at_the_transaction_pooler_is_503_and_says_why(
     stream = await client.get(f"/chats/{chat['id']}/events")
     assert stream.status == 503
     await send(client, chat["id"], "the rest of the service works")
+
+
+async def test_a_listener_through_a_session_mode_pooler_hears_and_serves_streams(
+    make_migrated_database: Callable[[], str],
+    server_url: str,
+    tmp_path: Path,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    """Session pooling keeps one server connection per client: LISTEN works there, and the
+    self-check says so."""
+    database_url = make_migrated_database()
+    with PgBouncer(server_url, tmp_path, pool_mode="session") as session_pooler:
+        settings = Settings(
+            **CREDENTIALS,
+            database_url=database_url,
+            events_database_url=session_pooler.url(database_name(database_url)),
+        )
+        client = await aiohttp_client(create_app(settings))
+        assert (await client.get("/readyz")).status == 200
+        chat = await create_chat(client)
+        response = await client.get(f"/chats/{chat['id']}/events")
+        stream = EventStream(response)
+        assert (await stream.frame()).retry == "1000"
+        sent = await send(client, chat["id"], "heard through the session pooler")
+        assert await stream.messages(1) == [sent]
+        stream.close()
+        await client.close()
 
 
 def test_migrations_apply_and_roll_back_through_the_pooler_while_it_is_busy(
