@@ -73,6 +73,9 @@ def main() -> None:
     parser.add_argument(
         "--wal", action="store_true", help="wal_compression on and max_wal_size 8GB (an operator's tuning)"
     )
+    parser.add_argument(
+        "--shared-buffers", help="e.g. 2GB (PostgreSQL's default is 128MB); restarts the server"
+    )
     args = parser.parse_args()
     binary = bench.ensure_wrk()
     with tempfile.TemporaryDirectory(prefix="chatsvc-huge-") as tmp, EmbeddedPostgres(Path(tmp) / "pg") as pg:
@@ -83,6 +86,11 @@ def main() -> None:
                 conn.execute("ALTER SYSTEM SET wal_compression = on")
                 conn.execute("ALTER SYSTEM SET max_wal_size = '8GB'")
                 conn.execute("SELECT pg_reload_conf()")
+        if args.shared_buffers:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f"ALTER SYSTEM SET shared_buffers = '{args.shared_buffers}'")
+            pg.stop()
+            pg.start()
         print(f"prefilling a chat of {args.messages:,} messages ...", file=sys.stderr)
         small, huge = prefill(url, args.messages)
         port = bench.free_port()
