@@ -37,6 +37,24 @@ from chatsvc.embedded import EmbeddedPostgres
 SCENARIOS = ("get_chat", "post_message")
 
 
+def migrated_databases(pg: EmbeddedPostgres, trees: dict[str, Path]) -> dict[str, str]:
+    """A database per tree ("before", "after") on pg, each migrated by the tree's own
+    `chatsvc migrate` (a tree from before a migration must not meet its schema)."""
+    urls = {"before": pg.url("chatsvc_before"), "after": pg.url()}
+    with psycopg.connect(pg.url("postgres"), autocommit=True) as conn:
+        conn.execute('CREATE DATABASE "chatsvc_before"')
+    for name, tree in trees.items():
+        env = {**bench.service_env(urls[name]), "PYTHONPATH": str(tree)}
+        subprocess.run([sys.executable, "-m", "chatsvc", "migrate"], env=env, cwd=tree, check=True)
+    return urls
+
+
+def in_turn(trees: dict[str, Path], round_number: int) -> list[tuple[str, Path]]:
+    """The trees in this round's order: who goes first alternates, so drift lands on both."""
+    order = list(trees.items())
+    return order if round_number % 2 == 0 else order[::-1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -56,19 +74,13 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="chatsvc-compare-") as tmp,
         EmbeddedPostgres(Path(tmp) / "pg") as pg,
     ):
-        urls = {"before": pg.url("chatsvc_before"), "after": pg.url()}
-        with psycopg.connect(pg.url("postgres"), autocommit=True) as conn:
-            conn.execute('CREATE DATABASE "chatsvc_before"')
+        urls = migrated_databases(pg, trees)
         data = {}
-        for name, tree in trees.items():
-            # The tree's own migrations, by its own `chatsvc migrate`.
-            env = {**bench.service_env(urls[name]), "PYTHONPATH": str(tree)}
-            subprocess.run([sys.executable, "-m", "chatsvc", "migrate"], env=env, cwd=tree, check=True)
+        for name in trees:
             print(f"prefilling {name} ...", file=sys.stderr)
             data[name] = bench.prefill(urls[name], 0, args.duration, extras=False).data
         for round_number in range(args.rounds):
-            order = list(trees.items()) if round_number % 2 == 0 else list(trees.items())[::-1]
-            for name, tree in order:
+            for name, tree in in_turn(trees, round_number):
                 port = bench.free_port()
                 # The tree's own package: first on the path, and the working directory
                 # (python -m puts it first) is the tree itself.

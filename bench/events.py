@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg
 import run as bench
+from compare import in_turn, migrated_databases
 
 from chatsvc.embedded import EmbeddedPostgres
 
@@ -122,15 +122,9 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="chatsvc-events-") as tmp,
         EmbeddedPostgres(Path(tmp) / "pg") as pg,
     ):
-        urls = {"before": pg.url("chatsvc_before"), "after": pg.url()}
-        with psycopg.connect(pg.url("postgres"), autocommit=True) as conn:
-            conn.execute('CREATE DATABASE "chatsvc_before"')
-        for name, tree in trees.items():
-            env = {**bench.service_env(urls[name]), "PYTHONPATH": str(tree)}
-            subprocess.run([sys.executable, "-m", "chatsvc", "migrate"], env=env, cwd=tree, check=True)
+        urls = migrated_databases(pg, trees)
         for round_number in range(args.rounds):
-            order = list(trees.items()) if round_number % 2 == 0 else list(trees.items())[::-1]
-            for name, tree in order:
+            for name, tree in in_turn(trees, round_number):
                 env = {**bench.service_env(urls[name]), "PYTHONPATH": str(tree)}
                 ports = [bench.free_port(), bench.free_port()]
                 with ExitStack() as running:

@@ -117,14 +117,10 @@ def add_routes(
             # One resource per path, so a wrong method gets 405 with the full Allow list.
             resource = app.router.add_resource(variant)
             for method, route in methods.items():
-                before = openapi.is_write(method) and not route.charged_by_handler
-                charged = write_limit if before else None
+                write = openapi.is_write(method)
+                charged = write_limit if write and not route.charged_by_handler else None
                 handler = authenticated(
-                    route.handler,
-                    authenticator,
-                    route.operation.access,
-                    charged,
-                    write=openapi.is_write(method),
+                    route.handler, authenticator, route.operation.access, charged, write=write
                 )
                 resource.add_route(method, handler)
                 if method == "GET":
