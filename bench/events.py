@@ -1,6 +1,6 @@
 """Sends to chats that are followed live, two checkouts back to back: what the events path costs.
 
-    python bench/events.py BEFORE AFTER [--rounds 4] [--duration 5] [--connections 32] [--chats 100]
+    python bench/events.py BEFORE AFTER [--rounds 4] [--duration 5] [--connections 32] [--chats 100] [--keyed]
 
 Each round serves each tree as two `chatsvc serve` processes (two events
 listeners, as two hosts or `--workers 2` have), on one embedded PostgreSQL
@@ -8,6 +8,8 @@ listeners, as two hosts or `--workers 2` have), on one embedded PostgreSQL
 own `chatsvc migrate`. Against each, on fresh chats: sends with nobody
 following (unwatched), then the same with every chat followed by one stream
 on each process (watched); wrk drives half the connections at each process.
+With --keyed every send has an Idempotency-Key of its own, so each is a
+transaction of its own (unkeyed sends that arrive together share one).
 Every stream must receive every message of its chat, in order, once:
 anything else is printed and the script exits 1. Prints sends/s and p99 per
 round and their medians. Run by hand, never by tests.
@@ -48,14 +50,15 @@ def new_chats(url: str, count: int) -> list[int]:
 
 def sends(binary: str, bases: list[str], chats: list[int], args: argparse.Namespace) -> dict[str, float]:
     """post_message at every base at once, the connections split between them."""
-    data = {"CHATS_FIRST": chats[0], "CHATS_LAST": chats[-1]}
+    scenario = "post_message_keyed" if args.keyed else "post_message"
     split = argparse.Namespace(**{**vars(args), "connections": args.connections // len(bases)})
+
+    def drive(base: str) -> dict[str, Any]:
+        data: dict[str, int | str] = {"CHATS_FIRST": chats[0], "CHATS_LAST": chats[-1], "KEY_PREFIX": base}
+        return bench.wrk(binary, base, scenario, data, split, bench.SERVER_KEY)
+
     with ThreadPoolExecutor(len(bases)) as pool:
-        results = list(
-            pool.map(
-                lambda base: bench.wrk(binary, base, "post_message", data, split, bench.SERVER_KEY), bases
-            )
-        )
+        results = list(pool.map(drive, bases))
     return {
         "rps": sum(result["rps"] for result in results),
         "p99_ms": max(result["p99_ms"] for result in results),
@@ -113,6 +116,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=32, help="in all, split between the two processes")
     parser.add_argument("--chats", type=int, default=100)
+    parser.add_argument("--keyed", action="store_true", help="every send with an Idempotency-Key of its own")
     args = parser.parse_args()
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
     binary = bench.ensure_wrk()

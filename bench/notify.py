@@ -4,14 +4,17 @@
 
 Starts its own embedded PostgreSQL (durable, as in production) and runs the
 service's single-send statement (sql/messages/create_message.sql, as pgbench
-prepared statements, one send per transaction) into --chats chats: first with
+prepared statements, one send per transaction, followed by
+sql/events/flush_commits.sql when it says so, as the service runs it) into
+--chats chats: first with
 nobody following them, then with --listeners LISTEN sessions registered for
 every chat, as the service's events listeners register (each draining its
-notifications and counting them), then unfollowed again. Prints transactions
-per second for each and what the listeners received. Every notifying commit
-holds PostgreSQL's notify lock through its WAL flush, so the followed
-number is that lock's ceiling, whatever the service does above it. Run by
-hand, never by tests.
+notifications and counting them), then unfollowed again. Prints sends per
+second for each and what the listeners received. Every notifying commit
+holds PostgreSQL's notify lock until its commit record is flushed, which is
+why a send to a followed chat commits without waiting for the flush and is
+flushed after. Run it from an older checkout (PYTHONPATH=that checkout) for
+the numbers before. Run by hand, never by tests.
 """
 
 from __future__ import annotations
@@ -45,7 +48,12 @@ def pgbench(url: str, chats: list[int], args: argparse.Namespace, work: Path) ->
         .replace("$5", "ARRAY['owner', 'member']")
     )
     script = work / "send.pgbench"
-    script.write_text(f"\\set chat_id random({chats[0]}, {chats[-1]})\n{text}\n")
+    # As the service runs a send: the flush (sql/events/flush_commits.sql) after
+    # one whose commit did not wait for it.
+    script.write_text(
+        f"\\set chat_id random({chats[0]}, {chats[-1]})\n{text.rstrip().rstrip(';')}\n\\gset\n"
+        f"\\if :unflushed\n{STATEMENTS['flush_commits'].text}\n\\endif\n"
+    )
     host = parse_qs(urlsplit(url).query)["host"][0]
     result = subprocess.run(
         [str(bin_dir() / "pgbench"), "-n", "-M", "prepared", f"-c{args.clients}", "-j2", f"-T{args.duration}",

@@ -33,6 +33,7 @@ ALLOW_A_LONG_DELETE = statement("allow_a_long_delete", ":one")
 CREATE_MESSAGE = statement("create_message", ":one")
 CREATE_MESSAGES = statement("create_messages", ":many")
 CREATE_MESSAGE_ONCE = statement("create_message_once", ":one")
+FLUSH_COMMITS = statement("flush_commits", ":val")
 GET_MESSAGE = statement("get_message", ":val")
 EDIT_MESSAGE = statement("edit_message", ":one")
 DELETE_MESSAGE = statement("delete_message", ":one")
@@ -248,8 +249,11 @@ async def create_messages(
     each send's position, its Created; Throttled when the write limit refused it;
     None when another transaction held its chat (the statement skipped it).
     Positions of chats that do not exist, or whose caller may not send there, are
-    missing. Run for a batch of sends (chatsvc/sends.py)."""
+    missing. Run for a batch of sends (chatsvc/sends.py). Durable when it returns: a
+    batch with a send to a followed chat is flushed first (sql/events/flush_commits.sql)."""
     rows = await conn.fetch(CREATE_MESSAGES, chat_ids, texts, authors, users, roles, per_write, burst)
+    if any(row["unflushed"] for row in rows):
+        await conn.fetchval(FLUSH_COMMITS)
     results: dict[int, Created | Throttled | None] = {}
     for row in rows:
         if row["id"] is not None:
@@ -268,6 +272,8 @@ async def create_message(
     exist or the caller may not send there."""
     async with db.connection() as conn:
         row = await conn.fetchrow(CREATE_MESSAGE, chat_id, text, author, user, roles)
+        if row is not None and row["unflushed"]:
+            await conn.fetchval(FLUSH_COMMITS)
     return None if row is None else Created(row["id"], row["message"])
 
 
@@ -290,6 +296,8 @@ async def create_message_once(
     """
     async with db.connection() as conn:
         row = await conn.fetchrow(CREATE_MESSAGE_ONCE, chat_id, text, author, user, roles, key, fingerprint)
+        if row is not None and row["unflushed"]:
+            await conn.fetchval(FLUSH_COMMITS)
     if row is None:
         return None
     if row["message"] is None:

@@ -14,6 +14,11 @@ time, and only the refused one gets its error.
 
 Keyed sends run sql/messages/create_message_once.sql, again if a request
 racing with the same key won (chatsvc/idempotency.py).
+
+A send to a chat that some process follows commits without waiting for its
+WAL flush (the NOTIFY lock is then held for microseconds, not an fsync), and
+chatsvc.queries flushes it with sql/events/flush_commits.sql before it
+returns: whatever the path, a send is durable when it is answered.
 """
 
 from __future__ import annotations

@@ -46,6 +46,18 @@ local function post_message()
     '{"text": "a benchmark message of ordinary length, about sixty bytes"}')
 end
 
+-- The same with a fresh Idempotency-Key each (KEY_PREFIX tells apart the wrk
+-- processes sharing the chats): each such send is a transaction of its own.
+local key_prefix = os.getenv("KEY_PREFIX") or ""
+local keyed_sends = 0
+local function post_message_keyed()
+  keyed_sends = keyed_sends + 1
+  return wrk.format("POST", "/chats/" .. math.random(first, last) .. "/messages/",
+    as_user({["Content-Type"] = "application/json",
+      ["Idempotency-Key"] = key_prefix .. "-" .. (thread_index or 0) .. "-" .. keyed_sends}),
+    '{"text": "a benchmark message of ordinary length, about sixty bytes"}')
+end
+
 -- A random message of a random block, edited by its author: messages can be edited again and again.
 local function edit_message()
   local block = edit_blocks[math.random(1, #edit_blocks)]
@@ -75,6 +87,7 @@ end
 local scenarios = {
   create_chat = function() return post("/chats/", '{"title": "benchmark chat"}') end,
   post_message = post_message,
+  post_message_keyed = post_message_keyed,
   get_chat = get_chat,
   get_chat_big = function() return get("/chats/" .. big .. "?limit=20") end,
   history = function()

@@ -9,12 +9,15 @@
 -- row (-> 404): DELETE takes a conflicting lock, and once it commits the
 -- locked row is gone, so the INSERT selects nothing. The message takes the
 -- chat's next seq, and the chat's counters move (migrations/0007).
+-- A send to a chat some process follows commits without waiting for its WAL
+-- flush, and the service flushes before it answers (sql/events/flush_commits.sql
+-- says why); unflushed says so.
 -- params: $1 chat_id bigint, $2 text text (trimmed, 1 to 5000 code points),
 --         $3 author text (null: from the application), $4 caller_user text (null for the server),
 --         $5 roles text[] (member roles allowed to send)
 -- returns: id bigint, message json {id, chat_id, author, text, created_at, edited_at},
---          or no row when the chat does not exist or the caller may not send there
--- uses: chats_pkey; chat_members_pkey; messages_pkey
+--          unflushed bool (the commit must be flushed: flush_commits.sql), or no row when the chat does not exist or the caller may not send there
+-- uses: chats_pkey; chat_members_pkey; messages_pkey; chat_listeners_pkey
 WITH chat AS (
     SELECT id, sent_count
     FROM chats
@@ -38,6 +41,11 @@ counted AS (
     SET sent_count = sent_count + 1, last_message_id = created.id, listed_activity = NULL
     FROM created
     WHERE chats.id = created.chat_id
+),
+unflushed AS MATERIALIZED (
+    SELECT set_config('synchronous_commit', 'off', true)
+    FROM chat
+    WHERE EXISTS (SELECT FROM chat_listeners WHERE chat_listeners.chat_id = chat.id)
 )
-SELECT id, to_json(created) AS message
+SELECT id, to_json(created) AS message, EXISTS (SELECT FROM unflushed) AS unflushed
 FROM created;

@@ -7,7 +7,9 @@
 -- for the server. Only for a caller who may send there, as create_message.sql,
 -- whose chat lock it takes too, so sends stay ordered and a deleted chat
 -- yields no row (-> 404); its keys went with it. A message stored takes the
--- chat's next seq and moves the chat's counters, as in create_message.sql.
+-- chat's next seq and moves the chat's counters, as in create_message.sql,
+-- and a send to a followed chat commits without waiting for its flush, as
+-- there (unflushed: sql/events/flush_commits.sql).
 -- Two first requests racing with one key: the second one's key insert fails
 -- on message_idempotency_keys_pkey and its message is rolled back with it;
 -- the caller runs the statement again and now finds the key (chatsvc/idempotency.py).
@@ -20,8 +22,10 @@
 --          fingerprint, its text equals the stored one), message json
 --          {id, chat_id, author, text, created_at, edited_at} (null when the key's
 --          message has been deleted since: -> 404); no row when the chat does
---          not exist or the caller may not send there
--- uses: chats_pkey; chat_members_pkey; message_idempotency_keys_pkey (chat_id, caller, key); messages_pkey
+--          not exist or the caller may not send there; unflushed bool (the commit
+--          must be flushed: flush_commits.sql)
+-- uses: chats_pkey; chat_members_pkey; message_idempotency_keys_pkey (chat_id, caller, key); messages_pkey;
+--       chat_listeners_pkey
 WITH chat AS (
     SELECT id, sent_count
     FROM chats
@@ -64,7 +68,14 @@ counted AS (
 recorded AS (
     INSERT INTO message_idempotency_keys (chat_id, caller, key, message_id, fingerprint)
     SELECT chat_id, coalesce($4, ''), $6, id, $7 FROM created
+),
+unflushed AS MATERIALIZED (
+    SELECT set_config('synchronous_commit', 'off', true)
+    FROM chat
+    WHERE EXISTS (SELECT FROM chat_listeners WHERE chat_listeners.chat_id = chat.id)
 )
-SELECT id, false AS replayed, true AS same_body, to_json(created) AS message FROM created
+SELECT id, false AS replayed, true AS same_body, to_json(created) AS message,
+    EXISTS (SELECT FROM unflushed) AS unflushed
+FROM created
 UNION ALL
-SELECT id, true, same_body, message FROM earlier;
+SELECT id, true, same_body, message, false FROM earlier;

@@ -27,7 +27,10 @@
 -- statements wait for each other in a cycle.
 -- Messages are inserted in the order given, so their ids rise in that order:
 -- the n-th message stored is the n-th send stored. Each takes its chat's next
--- seq, and each chat's counters move once (migrations/0007).
+-- seq, and each chat's counters move once (migrations/0007). A batch with a
+-- send to a chat some process follows commits without waiting for its WAL
+-- flush, and the service flushes before it answers (unflushed:
+-- sql/events/flush_commits.sql says why).
 -- params: $1 chat_ids bigint[], $2 texts text[] (trimmed, 1 to 5000 code points),
 --         $3 authors text[] (null: from the application), $4 caller_users text[]
 --         (null for the server, who is not charged); all four the same length, the
@@ -35,12 +38,13 @@
 --         $6 per_write interval (1 / CHATSVC_USER_WRITE_RATE seconds), $7 burst integer
 -- returns: position bigint (1-based index into the arrays), then id bigint,
 --          message json {id, chat_id, author, text, created_at, edited_at} and retry_after
---          interval: a stored message (retry_after null), a send refused by the
+--          interval, and unflushed bool (the commit must be flushed: flush_commits.sql;
+--          on stored messages only): a stored message (retry_after null), a send refused by the
 --          write limit (id and message null; retry_after: until a token is
 --          there), or a send whose chat was busy (all three null); no row for
 --          a send whose chat does not exist or whose caller may not send there
 -- uses: user_write_buckets_pkey (one probe and row lock per user); chats_pkey;
---       chat_members_pkey; messages_pkey
+--       chat_members_pkey; messages_pkey; chat_listeners_pkey
 WITH clock AS MATERIALIZED (
     SELECT clock_timestamp() AS now
 ),
@@ -129,15 +133,22 @@ counted AS (
         GROUP BY chat_id
     ) AS sent
     WHERE chats.id = sent.chat_id
+),
+unflushed AS MATERIALIZED (
+    SELECT set_config('synchronous_commit', 'off', true)
+    FROM chat
+    WHERE chat.id IN (SELECT chat_id FROM stored)
+        AND EXISTS (SELECT FROM chat_listeners WHERE chat_listeners.chat_id = chat.id)
 )
-SELECT stored.position, created.id, created.message, NULL::interval AS retry_after
+SELECT stored.position, created.id, created.message, NULL::interval AS retry_after,
+    EXISTS (SELECT FROM unflushed) AS unflushed
 FROM (SELECT id, message, row_number() OVER (ORDER BY id) AS nth FROM created) AS created
 JOIN stored USING (nth)
 UNION ALL
-SELECT position, NULL, NULL, retry_after
+SELECT position, NULL, NULL, retry_after, false
 FROM refused
 UNION ALL
-SELECT send.position, NULL, NULL, NULL
+SELECT send.position, NULL, NULL, NULL, false
 FROM allowed AS send
 WHERE send.chat_id NOT IN (SELECT id FROM chat)
     AND EXISTS (SELECT FROM chats WHERE chats.id = send.chat_id);

@@ -1,0 +1,16 @@
+-- name: flush_commits :val
+-- serves: POST /chats/{chat_id}/messages (after a send to a followed chat)
+-- Makes every commit before it durable. A send to a chat that some process
+-- follows NOTIFYs (its trigger, migrations/0004), and every notifying commit
+-- holds PostgreSQL's database-wide notify lock until its commit record is on
+-- disk, so such commits cannot share a WAL flush: sends to followed chats
+-- queued behind each other's fsync (bench/notify.py). Those sends commit
+-- with synchronous_commit off for their own transaction (the lock is then
+-- held for microseconds), and the service runs this, a transaction that
+-- draws an id and so commits with a flush of the WAL up to its own commit
+-- record, which lies after theirs, before it answers 201. Flushes of many
+-- sessions share one fsync, as ordinary commits do.
+-- params: none
+-- returns: true (the id drawn is not needed)
+-- uses: nothing (one transaction id, one commit record)
+SELECT pg_current_xact_id() IS NOT NULL;
