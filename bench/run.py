@@ -637,6 +637,21 @@ def check_listings(base: str, data: Mapping[str, int | str]) -> None:
         sys.exit(f"bench: the empty user's first page is not 20 empty chats: {empty[:1]}")
 
 
+def scenario(
+    name: str, data: Mapping[str, int | str], tokens: str = TOKENS
+) -> tuple[str, dict[str, int | str], str]:
+    """A scenario's script in scenarios.lua, its environment, and the tokens it runs with
+    (tokens, unless the scenario is a listing or search user's or the server's)."""
+    script, user = LISTINGS.get(name, (name, ""))
+    tokens = token(user) if user else tokens
+    scenario_data = dict(data)
+    if name in SEARCHES:
+        query, searcher = SEARCHES[name]
+        script, tokens = "search", token(searcher) if searcher else SERVER_KEY
+        scenario_data["SEARCH_Q"] = query
+    return script, scenario_data, tokens
+
+
 def one_run(
     binary: str, url: str, prefilled: Prefilled, run: int, args: argparse.Namespace, work: Path
 ) -> dict[str, Any]:
@@ -655,16 +670,9 @@ def one_run(
     off_base = f"http://127.0.0.1:{off_port}"
 
     def measure(name: str, at: str = base, tokens: str = TOKENS) -> dict[str, Any]:
-        script, user = LISTINGS.get(name, (name, ""))
-        tokens = token(user) if user else tokens
-        # This run's own messages to delete: each goes once.
-        scenario_data = (
-            {**data, "DELETE_TARGETS": prefilled.deletions[run]} if name == "delete_message" else data
-        )
-        if name in SEARCHES:
-            query, searcher = SEARCHES[name]
-            script, tokens = "search", token(searcher) if searcher else SERVER_KEY
-            scenario_data = {**data, "SEARCH_Q": query}
+        script, scenario_data, tokens = scenario(name, data, tokens)
+        if name == "delete_message":  # this run's own messages to delete: each goes once
+            scenario_data["DELETE_TARGETS"] = prefilled.deletions[run]
         return wrk(binary, at, script, scenario_data, args, tokens)
 
     # The same service with CHATSVC_AUTH=off, alive alongside: get_chat and

@@ -552,6 +552,54 @@ async def test_sends_notify_only_while_some_stream_watches_their_chat(
         await eavesdropper.close()
 
 
+SENDS_OF_ONE: dict[
+    str, Callable[[int], tuple[Any, ...]]
+] = {  # each send statement: one message as the server
+    "create_message": lambda chat_id: (queries.CREATE_MESSAGE, chat_id, "text", None, None, []),
+    "create_messages": lambda chat_id: (
+        queries.CREATE_MESSAGES,
+        [chat_id],
+        ["text"],
+        [None],
+        [None],
+        [],
+        PER_WRITE,
+        50,
+    ),
+    "create_message_once": lambda chat_id: (
+        queries.CREATE_MESSAGE_ONCE,
+        chat_id,
+        "text",
+        None,
+        None,
+        [],
+        "key",
+        "fingerprint",
+    ),
+}
+
+
+@pytest.mark.parametrize("statement", SENDS_OF_ONE)
+async def test_a_send_to_a_followed_chat_commits_without_waiting_for_its_flush_and_says_so(
+    client: Client, db: asyncpg.Connection, statement: str
+) -> None:
+    """The flush itself (sql/events/flush_commits.sql, after such a send) is what
+    test_faults.py's followed crash proves; this pins which sends need it."""
+    for followed in (False, True):
+        chat = await create_chat(client)
+        if followed:  # as a process's listener registers (sql/events/watch_chat.sql)
+            await db.execute("INSERT INTO chat_listeners VALUES ($1, pg_backend_pid())", chat["id"])
+        transaction = db.transaction()  # rolled back: only the transaction's setting is looked at
+        await transaction.start()
+        try:
+            await db.execute("SET LOCAL synchronous_commit = on")  # the tests' server runs with it off
+            rows = await db.fetch(*SENDS_OF_ONE[statement](chat["id"]))
+            assert [row["unflushed"] for row in rows] == [followed]
+            assert await db.fetchval("SHOW synchronous_commit") == ("off" if followed else "on")
+        finally:
+            await transaction.rollback()
+
+
 async def test_a_watched_chat_deleted_takes_its_registrations_with_it(
     client: Client, db: asyncpg.Connection
 ) -> None:

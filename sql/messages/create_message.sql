@@ -16,7 +16,8 @@
 --         $3 author text (null: from the application), $4 caller_user text (null for the server),
 --         $5 roles text[] (member roles allowed to send)
 -- returns: id bigint, message json {id, chat_id, author, text, created_at, edited_at},
---          unflushed bool (the commit must be flushed: flush_commits.sql), or no row when the chat does not exist or the caller may not send there
+--          unflushed bool (the commit must be flushed: flush_commits.sql), or no
+--          row when the chat does not exist or the caller may not send there
 -- uses: chats_pkey; chat_members_pkey; messages_pkey; chat_listeners_pkey
 WITH chat AS (
     SELECT id, sent_count
@@ -42,6 +43,7 @@ counted AS (
     FROM created
     WHERE chats.id = created.chat_id
 ),
+-- For this transaction only: commit without waiting for the WAL flush.
 unflushed AS MATERIALIZED (
     SELECT set_config('synchronous_commit', 'off', true)
     FROM chat

@@ -69,6 +69,7 @@ recorded AS (
     INSERT INTO message_idempotency_keys (chat_id, caller, key, message_id, fingerprint)
     SELECT chat_id, coalesce($4, ''), $6, id, $7 FROM created
 ),
+-- For this transaction only: commit without waiting for the WAL flush.
 unflushed AS MATERIALIZED (
     SELECT set_config('synchronous_commit', 'off', true)
     FROM chat

@@ -134,6 +134,7 @@ counted AS (
     ) AS sent
     WHERE chats.id = sent.chat_id
 ),
+-- For this transaction only: commit without waiting for the WAL flush.
 unflushed AS MATERIALIZED (
     SELECT set_config('synchronous_commit', 'off', true)
     FROM chat
