@@ -1,6 +1,6 @@
 """Deleting a huge chat while others send: does it finish, and what does it cost the others?
 
-    python bench/huge_delete.py [--messages 10000000] [--duration 10] [--connections 32]
+    python bench/huge_delete.py [--messages 10000000] [--duration 10] [--connections 32] [--rate N]
 
 Starts its own embedded PostgreSQL (durable, as in production) and `chatsvc
 serve` with the default CHATSVC_STATEMENT_TIMEOUT (10 s), fills one chat with
@@ -8,12 +8,20 @@ serve` with the default CHATSVC_STATEMENT_TIMEOUT (10 s), fills one chat with
 small chats, then measures post_message to the small chats with wrk: before,
 while `DELETE /chats/{huge}` runs (one statement: the cascade), and after.
 Prints the delete's status and seconds, and the sends' requests/s and p99 in
-each window (as many windows of --duration seconds as the delete outlasts). Run by hand, never by tests.
+each window (as many windows of --duration seconds as the delete outlasts).
+wrk sends as fast as the service answers, so a delete that takes one of the
+machine's cores halves their rate and doubles their latency whatever else
+happens; --rate N sends N a second instead, each on schedule whether or not
+the ones before were answered (open loop: latency counted from the moment a
+send was due), as a service with room to spare sees its load. Run by hand,
+never by tests.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import random
 import sys
 import tempfile
 import threading
@@ -24,6 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import aiohttp
 import psycopg
 import run as bench
 
@@ -59,8 +68,46 @@ def prefill(url: str, messages: int) -> tuple[list[int], int]:
 
 
 def sends(binary: str, base: str, small: list[int], args: argparse.Namespace) -> dict[str, Any]:
+    if args.rate:
+        return asyncio.run(steady_sends(base, small, args.rate, args.duration))
     return bench.wrk(binary, base, "post_message", {"CHATS_FIRST": small[0], "CHATS_LAST": small[-1]}, args,
                      bench.SERVER_KEY)  # fmt: skip
+
+
+async def steady_sends(base: str, small: list[int], rate: int, duration: int) -> dict[str, Any]:
+    """rate sends a second for duration seconds, each timed from when it was due."""
+    latencies: list[float] = []
+    errors = 0
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.1
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(headers=bench.SERVER, connector=connector) as session:
+
+        async def send(due: float) -> None:
+            nonlocal errors
+            try:
+                async with session.post(
+                    f"{base}/chats/{random.choice(small)}/messages/", json={"text": "a steady send"}
+                ) as response:
+                    await response.read()
+                    errors += response.status != 201
+            except aiohttp.ClientError:
+                errors += 1
+            latencies.append((loop.time() - due) * 1000)
+
+        in_flight = []
+        for n in range(rate * duration):
+            due = start + n / rate
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            in_flight.append(asyncio.create_task(send(due)))
+        await asyncio.gather(*in_flight)
+    latencies.sort()
+    return {
+        "rps": len(latencies) / duration,
+        "p50_ms": latencies[len(latencies) // 2],
+        "p99_ms": latencies[int(len(latencies) * 0.99)],
+        "errors": errors,
+    }
 
 
 def main() -> None:
@@ -70,6 +117,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=10_000_000)
     parser.add_argument("--duration", type=int, default=10, help="seconds per window of sends")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--rate", type=int, default=0, help="sends a second, open loop (default: wrk, closed loop)"
+    )
     parser.add_argument(
         "--wal", action="store_true", help="wal_compression on and max_wal_size 8GB (an operator's tuning)"
     )
