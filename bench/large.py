@@ -35,7 +35,6 @@ import run as bench
 
 from chatsvc import migrate
 from chatsvc.embedded import EmbeddedPostgres
-from chatsvc.sql import STATEMENTS
 
 LARGE_CHATS = 100_000
 LARGE_MESSAGES = 100  # per chat
@@ -72,10 +71,7 @@ def grow(url: str) -> dict[str, int]:
         )
         conn.execute("SET maintenance_work_mem = '1GB'")
         conn.execute(definition)
-        while (raw.execute(STATEMENTS["flush_activity"].text, (1000, 0)).fetchone() or (0,))[0]:
-            pass
-        conn.execute("VACUUM ANALYZE")
-        conn.execute("CHECKPOINT")
+        bench.settle(conn)
     return {"CHATS_FIRST": chats[0], "CHATS_LAST": chats[-1]}
 
 

@@ -306,6 +306,18 @@ def _blocks(conn: psycopg.Connection[Any], chat_ids: list[int], user: int) -> li
     return [f"{chat_id}:{low}:{count}:{user}" for chat_id, low, _, count in found]
 
 
+def settle(conn: psycopg.Connection[Any], *, listing: bool = True) -> None:
+    """After a prefill: every chat listed, as the service's activity flush leaves them
+    (chatsvc/activity.py; listing False before migration 0008), before the statistics
+    its plans start from, and the prefill's writes checkpointed now, not during the
+    first scenario."""
+    raw = psycopg.RawCursor(conn)
+    while listing and (raw.execute(STATEMENTS["flush_activity"].text, (1000, 0)).fetchone() or (0,))[0]:
+        pass
+    conn.execute("VACUUM ANALYZE")
+    conn.execute("CHECKPOINT")
+
+
 def prefill(url: str, runs: int, duration: int, *, extras: bool = True) -> Prefilled:
     """The data every scenario reads, written through SQL (triggers off: no NOTIFY storm).
 
@@ -409,12 +421,7 @@ def prefill(url: str, runs: int, duration: int, *, extras: bool = True) -> Prefi
             " SELECT c, 'bench-' || n FROM unnest(%s::bigint[]) AS c, generate_series(0, %s) AS n",
             (members, BENCH_USERS - 1),
         )
-        # Every chat listed, as the service's activity flush leaves them (chatsvc/activity.py),
-        # before the statistics its plans start from (a BEFORE tree may predate migration 0008).
-        while listing and (raw.execute(STATEMENTS["flush_activity"].text, (1000, 0)).fetchone() or (0,))[0]:
-            pass
-        conn.execute("VACUUM ANALYZE")
-        conn.execute("CHECKPOINT")  # the prefill's writes flushed now, not during the first scenario
+        settle(conn, listing=listing)  # a BEFORE tree may predate migration 0008
     # Pages deep in the big chat: its middle half.
     quarter = (high - low) // 4
     prefilled.data.update({"CHATS_FIRST": min(chat_ids), "CHATS_LAST": max(chat_ids), "BIG": big,

@@ -234,6 +234,13 @@ async def delete_chat(
     return None if row["deleted_id"] is not None else Refused(row["caller_role"])
 
 
+async def _make_durable(conn: asyncpg.Connection, rows: Sequence[asyncpg.Record]) -> None:
+    """Flushes a send's commit that did not wait for its flush (a send to a followed
+    chat: sql/events/flush_commits.sql says why), so that it is durable when answered."""
+    if any(row["unflushed"] for row in rows):
+        await conn.fetchval(FLUSH_COMMITS)
+
+
 async def create_messages(
     conn: asyncpg.Connection,
     chat_ids: Sequence[int],
@@ -252,8 +259,7 @@ async def create_messages(
     missing. Run for a batch of sends (chatsvc/sends.py). Durable when it returns: a
     batch with a send to a followed chat is flushed first (sql/events/flush_commits.sql)."""
     rows = await conn.fetch(CREATE_MESSAGES, chat_ids, texts, authors, users, roles, per_write, burst)
-    if any(row["unflushed"] for row in rows):
-        await conn.fetchval(FLUSH_COMMITS)
+    await _make_durable(conn, rows)
     results: dict[int, Created | Throttled | None] = {}
     for row in rows:
         if row["id"] is not None:
@@ -272,8 +278,7 @@ async def create_message(
     exist or the caller may not send there."""
     async with db.connection() as conn:
         row = await conn.fetchrow(CREATE_MESSAGE, chat_id, text, author, user, roles)
-        if row is not None and row["unflushed"]:
-            await conn.fetchval(FLUSH_COMMITS)
+        await _make_durable(conn, [row] if row is not None else [])
     return None if row is None else Created(row["id"], row["message"])
 
 
@@ -296,8 +301,7 @@ async def create_message_once(
     """
     async with db.connection() as conn:
         row = await conn.fetchrow(CREATE_MESSAGE_ONCE, chat_id, text, author, user, roles, key, fingerprint)
-        if row is not None and row["unflushed"]:
-            await conn.fetchval(FLUSH_COMMITS)
+        await _make_durable(conn, [row] if row is not None else [])
     if row is None:
         return None
     if row["message"] is None:
