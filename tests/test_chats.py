@@ -228,7 +228,12 @@ async def test_a_delete_that_outlasts_the_statement_timeout_deletes_the_chat_who
     statement: never cancelled by CHATSVC_STATEMENT_TIMEOUT, 0.1 s here, nor by asyncpg's limit."""
     client = await aiohttp_client(create_app(settings.model_copy(update={"statement_timeout": 0.1})))
     chat = await create_chat(client)
-    await fill_chat(db, chat["id"], 200_000)
+    await fill_chat(db, chat["id"], 20_000)
+    # A fast machine deletes many rows within 0.1 s: every delete of messages here lasts 0.5 s more.
+    await db.execute("""
+        CREATE FUNCTION slow_delete() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END';
+        CREATE TRIGGER slow_delete AFTER DELETE ON messages FOR EACH STATEMENT EXECUTE FUNCTION slow_delete();
+    """)
     async with db.transaction():  # the same statement under the timeout is cancelled, and rolls back
         await db.execute("SET LOCAL statement_timeout = 100")
         with pytest.raises(asyncpg.QueryCanceledError):

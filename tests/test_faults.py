@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 from pytest_aiohttp import AiohttpClient
 
-from chatsvc import migrate
+from chatsvc import migrate, queries
 from chatsvc.app import create_app
 from chatsvc.embedded import EmbeddedPostgres
 from chatsvc.settings import Settings
@@ -62,6 +62,27 @@ async def stored_messages(url: str) -> dict[str, list[int]]:
     for row in rows:
         by_text[row["text"]].append(row["id"])
     return by_text
+
+
+async def test_the_flush_after_a_send_to_a_followed_chat_puts_that_send_on_disk(
+    durable_server: EmbeddedPostgres,
+) -> None:
+    """Deterministic, where the crash below is a matter of timing: with the WAL
+    writer asleep, only sql/events/flush_commits.sql can flush the send's commit."""
+    await set_wal_writer_delay(durable_server.url(), "10s")
+    await asyncio.sleep(0.5)  # the WAL writer wakes on the reload, then sleeps 10 s
+    conn = await asyncpg.connect(durable_server.url())
+    try:
+        chat_id = await conn.fetchval("INSERT INTO chats (title) VALUES ('t') RETURNING id")
+        await conn.execute("INSERT INTO chat_listeners VALUES ($1, pg_backend_pid())", chat_id)
+        row = await conn.fetchrow(queries.CREATE_MESSAGE, chat_id, "text", None, None, [])
+        assert row is not None and row["unflushed"]
+        commit = await conn.fetchval("SELECT pg_current_wal_insert_lsn()")
+        assert await conn.fetchval("SELECT pg_current_wal_flush_lsn() < $1::pg_lsn", commit)
+        assert await conn.fetchval(queries.FLUSH_COMMITS)
+        assert await conn.fetchval("SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn", commit)
+    finally:
+        await conn.close()
 
 
 @pytest.mark.parametrize("followed", [False, True], ids=["unfollowed", "followed"])

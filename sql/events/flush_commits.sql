@@ -6,11 +6,15 @@
 -- disk, so such commits cannot share a WAL flush: sends to followed chats
 -- queued behind each other's fsync (bench/notify.py). Those sends commit
 -- with synchronous_commit off for their own transaction (the lock is then
--- held for microseconds), and the service runs this, a transaction that
--- draws an id and so commits with a flush of the WAL up to its own commit
--- record, which lies after theirs, before it answers 201. Flushes of many
+-- held for microseconds), and the service runs this before it answers 201.
+-- A commit waits for the WAL flush only when its transaction wrote WAL
+-- (drawing a transaction id alone writes none, and commits unflushed), so
+-- this writes the smallest record there is: an empty transactional logical
+-- decoding message, which any role may emit, which replay and decoders
+-- without a 'chatsvc' handler ignore. Its commit then waits for the flush up
+-- to its own commit record, which lies after theirs. Flushes of many
 -- sessions share one fsync, as ordinary commits do.
 -- params: none
--- returns: true (the id drawn is not needed)
--- uses: nothing (one transaction id, one commit record)
-SELECT pg_current_xact_id() IS NOT NULL;
+-- returns: true (the message's position is not needed)
+-- uses: nothing (one logical message record, one commit record)
+SELECT pg_logical_emit_message(true, 'chatsvc', '') IS NOT NULL;
