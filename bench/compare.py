@@ -1,6 +1,7 @@
 """Two checkouts of chatsvc back to back: what a change costs, measured in one run.
 
     python bench/compare.py BEFORE AFTER [--rounds 6] [--duration 5] [--connections 32] [--before-auth off]
+                            [--scenarios get_chat,post_message]
 
 BEFORE and AFTER are source trees (e.g. `git archive <commit> | tar -x -C
 /tmp/before`, and this work tree). Both are served by the same embedded
@@ -9,7 +10,7 @@ migrate`: a tree from before a migration must not meet its schema), holding
 the same data (bench/run.py's prefill, without what only bench/run.py's other
 scenarios read; written without seq or counters for a schema from before
 migration 0007); each round runs get_chat and
-post_message with wrk against one, then the other, taking turns on who goes
+post_message (or --scenarios) with wrk against one, then the other, taking turns on who goes
 first, so that drift in a shared, noisy machine lands on both. Prints each
 scenario's requests/s and p99 per round, and their medians. Run by hand, never by tests.
 
@@ -34,7 +35,7 @@ import run as bench
 
 from chatsvc.embedded import EmbeddedPostgres
 
-SCENARIOS = ("get_chat", "post_message")
+SCENARIOS = ("get_chat", "post_message")  # by default; --scenarios: any of scenarios.lua's on that data
 
 
 def migrated_databases(pg: EmbeddedPostgres, trees: dict[str, Path]) -> dict[str, str]:
@@ -65,11 +66,13 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5, help="seconds per scenario")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--before-auth", choices=("on", "off"), default="on")
+    parser.add_argument("--scenarios", type=lambda text: tuple(text.split(",")), default=SCENARIOS)
     args = parser.parse_args()
+    scenarios: tuple[str, ...] = args.scenarios
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
     binary = bench.ensure_wrk()
-    measured: dict[str, dict[str, list[float]]] = {name: {s: [] for s in SCENARIOS} for name in trees}
-    tails: dict[str, dict[str, list[float]]] = {name: {s: [] for s in SCENARIOS} for name in trees}  # p99 ms
+    measured: dict[str, dict[str, list[float]]] = {name: {s: [] for s in scenarios} for name in trees}
+    tails: dict[str, dict[str, list[float]]] = {name: {s: [] for s in scenarios} for name in trees}  # p99 ms
     with (
         tempfile.TemporaryDirectory(prefix="chatsvc-compare-") as tmp,
         EmbeddedPostgres(Path(tmp) / "pg") as pg,
@@ -88,7 +91,7 @@ def main() -> None:
                 env = {**bench.service_env(urls[name], auth=auth), "PYTHONPATH": str(tree)}
                 command = [sys.executable, "-m", "chatsvc", "serve", "--port", str(port)]
                 with bench.process(command, env, port, cwd=tree):
-                    for scenario in SCENARIOS:
+                    for scenario in scenarios:
                         result = bench.wrk(binary, f"http://127.0.0.1:{port}", scenario, data[name], args)
                         measured[name][scenario].append(result["rps"])
                         tails[name][scenario].append(result["p99_ms"])
@@ -96,7 +99,7 @@ def main() -> None:
                       f"{ {s: round(v[-1]) for s, v in measured[name].items()} }", file=sys.stderr)  # fmt: skip
     for title, values, digits in (("req/s", measured, 0), ("p99 ms", tails, 1)):
         print(f"\n{title:<16}{'before':>10}{'after':>10}{'after/before':>14}   each round (before | after)")
-        for scenario in SCENARIOS:
+        for scenario in scenarios:
             before, after = (statistics.median(values[name][scenario]) for name in trees)
             rounds = " ".join(
                 f"{b:.{digits}f}|{a:.{digits}f}"

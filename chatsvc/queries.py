@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import asyncpg
 
@@ -37,8 +37,8 @@ FLUSH_COMMITS = statement("flush_commits", ":val")
 GET_MESSAGE = statement("get_message", ":val")
 EDIT_MESSAGE = statement("edit_message", ":one")
 DELETE_MESSAGE = statement("delete_message", ":one")
-LIST_MESSAGES_BEFORE = statement("list_messages_before", ":val")
-LIST_MESSAGES_AFTER = statement("list_messages_after", ":val")
+LIST_MESSAGES_BEFORE = statement("list_messages_before", ":many")
+LIST_MESSAGES_AFTER = statement("list_messages_after", ":many")
 LIST_CHAT_EVENTS = statement("list_chat_events", ":many")
 LIST_MEMBERS = statement("list_members", ":val")
 PUT_MEMBER = statement("put_member", ":one")
@@ -206,15 +206,19 @@ async def flush_activity(db: Database, batch_size: int, kept: int) -> int:
     return listed
 
 
-async def get_chats_with_latest_messages(
-    conn: asyncpg.Connection, wanted: Sequence[tuple[int, int, str | None]], roles: list[str]
-) -> dict[tuple[int, int, str | None], str | None]:
-    """Each wanted (chat id, message limit, caller user) -> the chat with its latest
-    messages as JSON, or None when there is no such chat or the caller may not read it.
-    Run for a batch of reads (chatsvc/reads.py)."""
-    chat_ids, limits, users = zip(*wanted, strict=True)
-    rows = await conn.fetch(GET_CHATS_WITH_LATEST_MESSAGES, chat_ids, limits, users, roles)
-    return {(row["chat_id"], row["message_limit"], row["caller_user"]): row["chat"] for row in rows}
+async def read_each(
+    conn: asyncpg.Connection, statement: str, wanted: Sequence[tuple[Any, ...]], roles: list[str]
+) -> dict[tuple[Any, ...], str | None]:
+    """Runs a batch read (an sql/ file taking one array per column of the wanted keys,
+    then the member roles allowed to read, and returning each key's columns then its
+    answer): each wanted key -> its answer as JSON, or None when there is no such chat
+    or the caller may not read it. Run for a batch of reads (chatsvc/reads.py)."""
+    rows = await conn.fetch(statement, *zip(*wanted, strict=True), roles)
+    answers: dict[tuple[Any, ...], str | None] = {}
+    for row in rows:
+        *key, answer = row.values()
+        answers[tuple(key)] = answer
+    return answers
 
 
 # How long asyncpg waits for a chat's delete, which the server lets run as
@@ -344,18 +348,6 @@ async def delete_message(
     return None if row["deleted"] else MessageRefused(row["caller_role"], row["found"])
 
 
-async def list_messages_before(
-    db: Database, chat_id: int, before: int | None, limit: int, user: str | None, roles: list[str]
-) -> str | None:
-    """A page of history going back from before (or from the newest message), as JSON
-    {messages, has_more}; None when there is no such chat or the caller may not read it."""
-    async with db.connection() as conn:
-        page: str | None = await conn.fetchval(
-            LIST_MESSAGES_BEFORE, chat_id, NEWEST if before is None else before, limit, user, roles
-        )
-    return page
-
-
 async def search_messages(
     db: Database,
     q: str,
@@ -374,16 +366,6 @@ async def search_messages(
         page: str | None = await conn.fetchval(
             SEARCH_MESSAGES, q, chat_id, NEWEST if before is None else before, limit, user, roles
         )
-    return page
-
-
-async def list_messages_after(
-    db: Database, chat_id: int, after: int, limit: int, user: str | None, roles: list[str]
-) -> str | None:
-    """A page of history going forward from after, as JSON {messages, has_more};
-    None when there is no such chat or the caller may not read it."""
-    async with db.connection() as conn:
-        page: str | None = await conn.fetchval(LIST_MESSAGES_AFTER, chat_id, after, limit, user, roles)
     return page
 
 

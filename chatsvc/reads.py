@@ -1,14 +1,17 @@
-"""Reads of a chat with its latest messages (GET /chats/{chat_id}) that arrive together share one statement.
+"""Reads that arrive together share one statement: a chat with its latest messages
+(GET /chats/{chat_id}) and history pages both ways (GET /chats/{chat_id}/messages/).
 
-Batched (chatsvc/batching.py) with the same reads that arrive while the
-previous batch runs: sql/chats/get_chats_with_latest_messages.sql answers
-all of them in one round trip, and equal reads (same chat, limit and
-caller) share one answer.
+Each is batched (chatsvc/batching.py) with the same reads that arrive while
+the previous batch of its statement runs: one sql/ file answers all of them
+in one round trip (queries.read_each), and equal reads (same chat, page and
+caller) share one answer. Every read of a batch is checked for its own
+caller: the statement decides per wanted key whether that caller may read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 
@@ -20,16 +23,37 @@ from chatsvc.permissions import Action, roles_allowed
 _READERS = roles_allowed(Action.READ)
 
 
-async def _read_batch(
-    conn: asyncpg.Connection, wanted: Sequence[tuple[int, int, str | None]]
-) -> dict[tuple[int, int, str | None], str | None]:
-    return await queries.get_chats_with_latest_messages(conn, wanted, _READERS)
+def _batched(statement: str) -> Batched[tuple[Any, ...], str | None]:
+    async def execute(
+        conn: asyncpg.Connection, wanted: Sequence[tuple[Any, ...]]
+    ) -> dict[tuple[Any, ...], str | None]:
+        return await queries.read_each(conn, statement, wanted, _READERS)
+
+    return Batched(execute)
 
 
-CHAT_READS = Batched(_read_batch)
+CHAT_READS = _batched(queries.GET_CHATS_WITH_LATEST_MESSAGES)
+PAGES_BEFORE = _batched(queries.LIST_MESSAGES_BEFORE)
+PAGES_AFTER = _batched(queries.LIST_MESSAGES_AFTER)
 
 
 async def read_chat(db: Database, chat_id: int, message_limit: int, user: str | None) -> str | None:
     """The chat with its latest messages as JSON, or None when there is no such chat or
     the caller (user None: the server) may not read it."""
     return await CHAT_READS.run(db, (chat_id, message_limit, user))
+
+
+async def read_history_before(
+    db: Database, chat_id: int, before: int | None, limit: int, user: str | None
+) -> str | None:
+    """A page of history going back from before (or from the newest message), as JSON
+    {messages, has_more}; None when there is no such chat or the caller may not read it."""
+    return await PAGES_BEFORE.run(db, (chat_id, queries.NEWEST if before is None else before, limit, user))
+
+
+async def read_history_after(
+    db: Database, chat_id: int, after: int, limit: int, user: str | None
+) -> str | None:
+    """A page of history going forward from after, as JSON {messages, has_more}; None
+    when there is no such chat or the caller may not read it."""
+    return await PAGES_AFTER.run(db, (chat_id, after, limit, user))

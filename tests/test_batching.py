@@ -237,3 +237,49 @@ async def test_a_send_to_a_chat_held_elsewhere_goes_alone_and_holds_up_nothing_b
     assert stored_busy is not None
     assert [text for _, text in await stored(pool, busy)] == ["waits"]
     assert [text for _, text in await stored(pool, free)][-1] == "passes"
+
+
+async def test_history_pages_queued_together_each_get_what_their_caller_may_read(
+    pool: Pool, chats: list[int]
+) -> None:
+    """One statement answers pages of several chats, both ways, for several callers: each
+    page is its own caller's (a member's, a stranger's: none, the server's), as alone."""
+    async with pool.connection() as conn:
+        await conn.execute("INSERT INTO chat_members (chat_id, user_id) VALUES ($1, 'alice')", chats[2])
+        ids = [
+            row["id"]
+            for row in await conn.fetch("SELECT id FROM messages WHERE chat_id = $1 ORDER BY id", chats[2])
+        ]
+    missing = 2**62
+    before = [
+        (chat_id, cursor, limit, user)
+        for chat_id in (*chats, missing)
+        for cursor in (None, ids[3])
+        for limit in (1, 2)
+        for user in (None, "alice", "bob")
+    ]
+    after = [(chat_id, ids[1], 2, user) for chat_id in (*chats, missing) for user in (None, "alice", "bob")]
+    reads_alone = [reads.read_history_before(pool, *page) for page in before]
+    reads_alone += [reads.read_history_after(pool, *page) for page in after]
+    expected = [await read for read in reads_alone]
+    held = await pool.acquire()
+    pending = [asyncio.create_task(reads.read_history_before(pool, *page)) for page in before]
+    pending += [asyncio.create_task(reads.read_history_after(pool, *page)) for page in after]
+    await asyncio.sleep(0.05)
+    assert pool.waiting == 2  # one runner per direction; every other page joined its batch
+    assert reads.PAGES_BEFORE.collecting(pool) == len(before) and reads.PAGES_AFTER.collecting(pool) == len(
+        after
+    )
+    pool.release(held)
+    assert await asyncio.gather(*pending) == expected
+    # Alone, as the contract says: a stranger and a missing chat get nothing; alice and the server the page.
+    answers = dict(zip([*before, *after], expected, strict=True))
+    assert answers[(chats[2], None, 2, "bob")] is None and answers[(missing, None, 2, None)] is None
+    newest = orjson.loads(answers[(chats[2], None, 2, "alice")] or "")
+    assert [m["text"] for m in newest["messages"]] == ["m4", "m5"] and newest["has_more"]
+    assert answers[(chats[2], None, 2, None)] == answers[(chats[2], None, 2, "alice")]
+    older = orjson.loads(answers[(chats[2], ids[3], 2, None)] or "")
+    assert [m["id"] for m in older["messages"]] == ids[1:3] and older["has_more"]
+    forward = orjson.loads(answers[(chats[2], ids[1], 2, "alice")] or "")
+    assert [m["id"] for m in forward["messages"]] == ids[2:4] and forward["has_more"]
+    assert orjson.loads(answers[(chats[0], ids[1], 2, None)] or "") == {"messages": [], "has_more": False}

@@ -404,8 +404,15 @@ async def test_history_pages_read_at_most_limit_plus_one_rows_at_any_depth(
     low, high = await conn.fetchrow("SELECT min(id), max(id) FROM messages WHERE chat_id = $1", chat_id)
     cursor = {"newest": high, "middle": (low + high) // 2, "oldest": low + limit}[depth]
     for statement, args in (
-        (queries.LIST_MESSAGES_BEFORE, (chat_id, cursor, limit, caller, ROLES)),
-        (queries.LIST_MESSAGES_AFTER, (chat_id, cursor - limit - 1, limit, caller, ROLES)),
+        # Batches of one page.
+        (
+            queries.LIST_MESSAGES_BEFORE,
+            (*map(pg_array, ([chat_id], [cursor], [limit], [caller])), ROLES),
+        ),
+        (
+            queries.LIST_MESSAGES_AFTER,
+            (*map(pg_array, ([chat_id], [cursor - limit - 1], [limit], [caller])), ROLES),
+        ),
         (queries.LIST_CHAT_EVENTS, (chat_id, cursor - limit - 1, cursor, limit)),
     ):
         plan = await explain(conn, statement, *args)
@@ -419,6 +426,26 @@ async def test_history_pages_read_at_most_limit_plus_one_rows_at_any_depth(
         assert total_rows(changes) <= limit
         assert total_rows(rows_read(plan, "chat_members")) <= (1 if caller else 0)
         no_table_sorted_or_scanned_whole(plan, limit)
+
+
+@pytest.mark.parametrize("statement", [queries.LIST_MESSAGES_BEFORE, queries.LIST_MESSAGES_AFTER])
+async def test_a_batch_of_history_pages_reads_each_page_and_no_more(
+    plans: tuple[asyncpg.Connection, int], statement: str
+) -> None:
+    """Pages that arrive together share one statement (chatsvc/reads.py): at three depths,
+    for the server and a user, each still reads its page and a probe of the chat's end."""
+    conn, chat_id = plans
+    low, high = await conn.fetchrow("SELECT min(id), max(id) FROM messages WHERE chat_id = $1", chat_id)
+    cursors = [high - 10, (low + high) // 2, low + 200] * 2
+    callers = [None] * 3 + [CALLERS[-1]] * 3
+    limits = [50] * 6
+    arrays = map(pg_array, ([chat_id] * 6, cursors, limits, callers))
+    plan = await explain(conn, statement, *arrays, ROLES)
+    scans = rows_read(plan, "messages")
+    assert scans and all(node.get("Index Name", "messages_pkey") == "messages_pkey" for node in scans)
+    assert total_rows(scans) <= 6 * (50 + 2)
+    assert total_rows(rows_read(plan, "chat_members")) <= 3
+    no_table_sorted_or_scanned_whole(plan, 50)
 
 
 @pytest.mark.parametrize("limit", [1, 20, 100])

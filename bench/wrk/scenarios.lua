@@ -37,6 +37,14 @@ local function post(path, body)
   return wrk.format("POST", path, as_user({["Content-Type"] = "application/json"}), body)
 end
 
+-- MESSAGES_FIRST: the first prefilled chat's first message id; chat CHATS_FIRST + k
+-- holds ids MESSAGES_FIRST + k * MESSAGES .. + MESSAGES - 1 (bench/run.py checks it).
+local messages_first, per_chat = tonumber(os.getenv("MESSAGES_FIRST") or "0"), tonumber(os.getenv("MESSAGES") or "0")
+local function chat_and_message()
+  local chat = math.random(first, last)
+  return chat, messages_first + (chat - first) * per_chat + math.random(0, per_chat - 1)
+end
+
 local function get_chat()
   return get("/chats/" .. math.random(first, last) .. "?limit=20")
 end
@@ -96,6 +104,16 @@ local scenarios = {
   history_deep = function()
     return get("/chats/" .. big .. "/messages/?limit=50&before=" .. math.random(deep_first, deep_last))
   end,
+  -- A page going forward from a random message of the chat (a full page, or the chat's newest).
+  history_after = function()
+    local chat, id = chat_and_message()
+    return get("/chats/" .. chat .. "/messages/?limit=50&after=" .. id)
+  end,
+  get_message = function()
+    local chat, id = chat_and_message()
+    return get("/chats/" .. chat .. "/messages/" .. id)
+  end,
+  members = function() return get("/chats/" .. math.random(first, last) .. "/members?limit=50") end,
   mixed = function() if math.random(1, 10) <= 8 then return get_chat() end return post_message() end,
   -- The listings run with TOKENS holding one user's token: theirs is the listing.
   list_chats = function() return get("/chats/?limit=20") end,

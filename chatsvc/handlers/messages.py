@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from chatsvc import limits, models, parameters, queries, sends
+from chatsvc import limits, models, parameters, queries, reads, sends
 from chatsvc.handlers import caller_of, created_response, json_response, reading_database
 from chatsvc.keys import DATABASE, SETTINGS, WRITE_LIMIT
 from chatsvc.models import MessageCreate, MessageEdit
@@ -63,9 +63,9 @@ async def list_messages(request: web.Request) -> web.Response:
         )
     db = await reading_database(request)
     if after is not None:
-        page = await queries.list_messages_after(db, chat_id, after, limit, caller.user, _READERS)
+        page = await reads.read_history_after(db, chat_id, after, limit, caller.user)
     else:
-        page = await queries.list_messages_before(db, chat_id, before, limit, caller.user, _READERS)
+        page = await reads.read_history_before(db, chat_id, before, limit, caller.user)
     if page is None:
         raise chat_not_found(chat_id)
     return json_response(page)

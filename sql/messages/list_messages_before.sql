@@ -1,37 +1,56 @@
--- name: list_messages_before :val
+-- name: list_messages_before :many
 -- serves: GET /chats/{chat_id}/messages
--- One page of a chat's history going back: the $3 newest messages with
--- id < $2, listed oldest first, and whether older ones exist, rendered as the
--- JSON the API answers with, for a caller who may read the chat (the server,
--- or a member in a role of $5: chatsvc/permissions.py). Reads at most
--- $3 + 1 index entries however deep the page lies in the chat.
--- params: $1 chat_id bigint, $2 before bigint (exclusive; the newest page passes 9223372036854775807), $3 message_limit bigint (1 to 100),
---         $4 caller_user text (null for the server), $5 roles text[] (member roles allowed to read)
--- returns: json {messages: [{id, chat_id, author, text, created_at, edited_at}], has_more: bool},
---          or no row when the chat does not exist or the caller may not read it
--- uses: chats_pkey; chat_members_pkey; messages_pkey (chat_id, id) scanned backward from $2
-WITH page AS (
-    SELECT id, chat_id, author, text, created_at, edited_at
-    FROM messages
-    WHERE chat_id = $1 AND id < $2
-    ORDER BY id DESC
-    LIMIT $3
-)
-SELECT to_json(history)
-FROM (
-    SELECT
-        coalesce((SELECT array_to_json(array_agg(page ORDER BY page.id)) FROM page), '[]') AS messages,
-        -- Older messages exist when the page's oldest is not the chat's oldest (one index probe).
-        coalesce(
-            (SELECT min(page.id) FROM page) > (SELECT min(id) FROM messages WHERE chat_id = $1),
-            false
-        ) AS has_more
-    FROM chats
-    WHERE id = $1
-        AND (
-            $4::text IS NULL
-            OR (
-                SELECT role FROM chat_members WHERE chat_id = $1 AND user_id = $4
-            ) = ANY ($5::text[])
-        )
-) AS history;
+-- Pages of chats' history going back, one per wanted (chat, before, limit,
+-- caller): the limit newest messages with id < before, listed oldest first,
+-- and whether older ones exist, rendered as the JSON the API answers with,
+-- for a caller who may read the chat (the server, or a member in a role of
+-- $5: chatsvc/permissions.py). One call answers every such page that arrived
+-- while the service's connections were busy (chatsvc/reads.py); under light
+-- load it is a single page. Each page reads at most its limit + 1 index
+-- entries however deep it lies in the chat: the correlated subquery runs per
+-- wanted page.
+-- params: $1 chat_ids bigint[], $2 befores bigint[] (exclusive; the newest page passes 9223372036854775807),
+--         $3 message_limits bigint[] (each 1 to 100), $4 caller_users text[] (null for the server;
+--         all four the same length), $5 roles text[] (member roles allowed to read)
+-- returns: chat_id bigint, before bigint, message_limit bigint, caller_user text,
+--          page json {messages: [{id, chat_id, author, text, created_at, edited_at}], has_more: bool},
+--          null when the chat does not exist or the caller may not read it
+-- uses: chats_pkey; chat_members_pkey; messages_pkey (chat_id, id) scanned backward from before
+SELECT
+    wanted.chat_id,
+    wanted.before,
+    wanted.message_limit,
+    wanted.caller_user,
+    (
+        SELECT to_json(history)
+        FROM (
+            SELECT
+                coalesce(array_to_json(rendered.messages), '[]') AS messages,
+                -- Older messages exist when the page's oldest is not the chat's oldest (one index probe).
+                coalesce(
+                    rendered.oldest > (SELECT min(id) FROM messages WHERE chat_id = c.id), false
+                ) AS has_more
+            FROM chats AS c
+            -- The page, each message rendered once. OFFSET 0 keeps it one subquery run once per page.
+            CROSS JOIN LATERAL (
+                SELECT array_agg(to_json(page) ORDER BY page.id) AS messages, min(page.id) AS oldest
+                FROM (
+                    SELECT id, chat_id, author, text, created_at, edited_at
+                    FROM messages
+                    WHERE chat_id = c.id AND id < wanted.before
+                    ORDER BY id DESC
+                    LIMIT wanted.message_limit
+                ) AS page
+                OFFSET 0
+            ) AS rendered
+            WHERE c.id = wanted.chat_id
+                AND (
+                    wanted.caller_user IS NULL
+                    OR (
+                        SELECT role FROM chat_members WHERE chat_id = c.id AND user_id = wanted.caller_user
+                    ) = ANY ($5::text[])
+                )
+        ) AS history
+    ) AS page
+FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[])
+    AS wanted (chat_id, before, message_limit, caller_user);
