@@ -34,13 +34,13 @@ CREATE_MESSAGE = statement("create_message", ":one")
 CREATE_MESSAGES = statement("create_messages", ":many")
 CREATE_MESSAGE_ONCE = statement("create_message_once", ":one")
 FLUSH_COMMITS = statement("flush_commits", ":val")
-GET_MESSAGE = statement("get_message", ":val")
+GET_MESSAGE = statement("get_message", ":many")
 EDIT_MESSAGE = statement("edit_message", ":one")
 DELETE_MESSAGE = statement("delete_message", ":one")
 LIST_MESSAGES_BEFORE = statement("list_messages_before", ":many")
 LIST_MESSAGES_AFTER = statement("list_messages_after", ":many")
 LIST_CHAT_EVENTS = statement("list_chat_events", ":many")
-LIST_MEMBERS = statement("list_members", ":val")
+LIST_MEMBERS = statement("list_members", ":many")
 PUT_MEMBER = statement("put_member", ":one")
 REMOVE_MEMBER = statement("remove_member", ":one")
 MARK_READ = statement("mark_read", ":one")
@@ -313,14 +313,6 @@ async def create_message_once(
     return _created(row, "message")
 
 
-async def get_message(
-    db: Database, chat_id: int, message_id: int, user: str | None, roles: list[str]
-) -> str | None:
-    async with db.connection() as conn:
-        message_json: str | None = await conn.fetchval(GET_MESSAGE, chat_id, message_id, user, roles)
-    return message_json
-
-
 async def edit_message(
     db: Database,
     chat_id: int,
@@ -375,16 +367,6 @@ async def get_latest_event_id(db: Database, chat_id: int, user: str | None, role
     async with db.connection() as conn:
         latest: int | None = await conn.fetchval(GET_LATEST_EVENT_ID, chat_id, user, roles)
     return latest
-
-
-async def list_members(
-    db: Database, chat_id: int, after: str, limit: int, user: str | None, roles: list[str]
-) -> str | None:
-    """A page of the chat's members by user id, as JSON {members, next_after}; None when
-    there is no such chat or the caller may not read it."""
-    async with db.connection() as conn:
-        page: str | None = await conn.fetchval(LIST_MEMBERS, chat_id, after, limit, user, roles)
-    return page
 
 
 async def put_member(

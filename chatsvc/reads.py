@@ -1,5 +1,7 @@
 """Reads that arrive together share one statement: a chat with its latest messages
-(GET /chats/{chat_id}) and history pages both ways (GET /chats/{chat_id}/messages/).
+(GET /chats/{chat_id}), history pages both ways (GET /chats/{chat_id}/messages/),
+one message (GET /chats/{chat_id}/messages/{message_id}) and pages of members
+(GET /chats/{chat_id}/members).
 
 Each is batched (chatsvc/batching.py) with the same reads that arrive while
 the previous batch of its statement runs: one sql/ file answers all of them
@@ -35,6 +37,8 @@ def _batched(statement: str) -> Batched[tuple[Any, ...], str | None]:
 CHAT_READS = _batched(queries.GET_CHATS_WITH_LATEST_MESSAGES)
 PAGES_BEFORE = _batched(queries.LIST_MESSAGES_BEFORE)
 PAGES_AFTER = _batched(queries.LIST_MESSAGES_AFTER)
+MESSAGE_READS = _batched(queries.GET_MESSAGE)
+MEMBER_PAGES = _batched(queries.LIST_MEMBERS)
 
 
 async def read_chat(db: Database, chat_id: int, message_limit: int, user: str | None) -> str | None:
@@ -57,3 +61,15 @@ async def read_history_after(
     """A page of history going forward from after, as JSON {messages, has_more}; None
     when there is no such chat or the caller may not read it."""
     return await PAGES_AFTER.run(db, (chat_id, after, limit, user))
+
+
+async def read_message(db: Database, chat_id: int, message_id: int, user: str | None) -> str | None:
+    """The message as JSON; None when the chat does not exist, holds no such message, or
+    the caller may not read it."""
+    return await MESSAGE_READS.run(db, (chat_id, message_id, user))
+
+
+async def read_members(db: Database, chat_id: int, after: str, limit: int, user: str | None) -> str | None:
+    """A page of the chat's members by user id, as JSON {members, next_after}; None when
+    there is no such chat or the caller may not read it."""
+    return await MEMBER_PAGES.run(db, (chat_id, after, limit, user))

@@ -283,3 +283,47 @@ async def test_history_pages_queued_together_each_get_what_their_caller_may_read
     forward = orjson.loads(answers[(chats[2], ids[1], 2, "alice")] or "")
     assert [m["id"] for m in forward["messages"]] == ids[2:4] and forward["has_more"]
     assert orjson.loads(answers[(chats[0], ids[1], 2, None)] or "") == {"messages": [], "has_more": False}
+
+
+async def test_messages_and_member_pages_queued_together_each_get_what_their_caller_may_read(
+    pool: Pool, chats: list[int]
+) -> None:
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO chat_members (chat_id, user_id) VALUES ($1, 'alice'), ($1, 'carol')", chats[2]
+        )
+        newest = await conn.fetchval("SELECT max(id) FROM messages WHERE chat_id = $1", chats[2])
+    missing = 2**62
+    messages = [
+        (chat_id, message_id, user)
+        for chat_id in (*chats, missing)
+        for message_id in (newest, newest - 1, missing)
+        for user in (None, "alice", "bob")
+    ]
+    members = [
+        (chat_id, after, limit, user)
+        for chat_id in (*chats, missing)
+        for after in ("", "alice")
+        for limit in (1, 5)
+        for user in (None, "alice", "bob")
+    ]
+    expected = [await reads.read_message(pool, *read) for read in messages]
+    expected += [await reads.read_members(pool, *page) for page in members]
+    held = await pool.acquire()
+    pending = [asyncio.create_task(reads.read_message(pool, *read)) for read in messages]
+    pending += [asyncio.create_task(reads.read_members(pool, *page)) for page in members]
+    await asyncio.sleep(0.05)
+    assert pool.waiting == 2  # one runner per statement
+    assert reads.MESSAGE_READS.collecting(pool) == len(messages)
+    assert reads.MEMBER_PAGES.collecting(pool) == len(members)
+    pool.release(held)
+    assert await asyncio.gather(*pending) == expected
+    answers = dict(zip([*messages, *members], expected, strict=True))
+    assert orjson.loads(answers[(chats[2], newest, "alice")] or "")["text"] == "m5"
+    assert answers[(chats[2], newest, "bob")] is None and answers[(chats[1], newest, None)] is None
+    first = orjson.loads(answers[(chats[2], "", 1, "alice")] or "")
+    assert [m["user"] for m in first["members"]] == ["alice"] and first["next_after"] == "alice"
+    rest = orjson.loads(answers[(chats[2], "alice", 5, None)] or "")
+    assert [m["user"] for m in rest["members"]] == ["carol"] and rest["next_after"] is None
+    assert answers[(chats[2], "", 5, "bob")] is None and answers[(missing, "", 5, None)] is None
+    assert orjson.loads(answers[(chats[0], "", 5, None)] or "") == {"members": [], "next_after": None}

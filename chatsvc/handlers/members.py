@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from chatsvc import models, queries
+from chatsvc import models, queries, reads
 from chatsvc.handlers import caller_of, json_response, reading_database
 from chatsvc.keys import DATABASE, SETTINGS
 from chatsvc.models import MemberUpdate
@@ -33,9 +33,7 @@ async def list_members(request: web.Request) -> web.Response:
     chat_id = path_id(request, "chat_id")
     limit = MEMBERS_LIMIT.parse(request)
     after = MEMBERS_AFTER.parse(request)
-    page = await queries.list_members(
-        await reading_database(request), chat_id, after or "", limit, caller.user, roles_allowed(Action.READ)
-    )
+    page = await reads.read_members(await reading_database(request), chat_id, after or "", limit, caller.user)
     if page is None:
         raise chat_not_found(chat_id)
     return json_response(page)

@@ -74,9 +74,7 @@ async def list_messages(request: web.Request) -> web.Response:
 async def get_message(request: web.Request) -> web.Response:
     caller = caller_of(request)
     chat_id, message_id = path_id(request, "chat_id"), path_id(request, "message_id")
-    message_json = await queries.get_message(
-        await reading_database(request), chat_id, message_id, caller.user, _READERS
-    )
+    message_json = await reads.read_message(await reading_database(request), chat_id, message_id, caller.user)
     if message_json is None:
         # The same answer whether the chat is missing, or the caller is not its member.
         raise message_not_found(chat_id, message_id)
