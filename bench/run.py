@@ -978,8 +978,9 @@ def main() -> None:
     misses = missed(values)
     args.json.write_text(
         json.dumps(
-            {"runs": runs, "soak": soaked, "missed": misses, "args": vars(args) | {"json": str(args.json)}},
+            {"runs": runs, "soak": soaked, "missed": misses, "args": vars(args)},
             indent=2,
+            default=str,  # the paths among args
         )
     )
     if misses:
