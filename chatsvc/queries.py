@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # chatsvc.db opens connections with read_session_settings
 CREATE_CHAT = statement("create_chat", ":one")
 CREATE_CHAT_ONCE = statement("create_chat_once", ":one")
 LIST_CHATS = statement("list_chats", ":val")
-LIST_CHATS_OF_USER = statement("list_chats_of_user", ":val")
+LIST_CHATS_OF_USER = statement("list_chats_of_user", ":many")
 LIST_CHATS_BY_ACTIVITY = statement("list_chats_by_activity", ":val")
 LIST_CHATS_OF_USER_BY_ACTIVITY = statement("list_chats_of_user_by_activity", ":val")
 FLUSH_ACTIVITY = statement("flush_activity", ":val")
@@ -173,15 +173,6 @@ async def list_chats(db: Database, before: int | None, limit: int) -> str:
     return listing
 
 
-async def list_chats_of_user(db: Database, before: int | None, limit: int, user: str) -> str:
-    """A page of the user's chats, newest first, as JSON {chats, next_before}."""
-    async with db.connection() as conn:
-        listing: str = await conn.fetchval(
-            LIST_CHATS_OF_USER, NEWEST if before is None else before, limit, user
-        )
-    return listing
-
-
 async def list_chats_by_activity(db: Database, cursor: ActivityCursor, limit: int) -> str:
     """A page of every chat, most recently active first, as JSON {chats, next_cursor}."""
     async with db.connection() as conn:
@@ -207,13 +198,14 @@ async def flush_activity(db: Database, batch_size: int, kept: int) -> int:
 
 
 async def read_each(
-    conn: asyncpg.Connection, statement: str, wanted: Sequence[tuple[Any, ...]], roles: list[str]
+    conn: asyncpg.Connection, statement: str, wanted: Sequence[tuple[Any, ...]], *shared: Any
 ) -> dict[tuple[Any, ...], str | None]:
     """Runs a batch read (an sql/ file taking one array per column of the wanted keys,
-    then the member roles allowed to read, and returning each key's columns then its
-    answer): each wanted key -> its answer as JSON, or None when there is no such chat
-    or the caller may not read it. Run for a batch of reads (chatsvc/reads.py)."""
-    rows = await conn.fetch(statement, *zip(*wanted, strict=True), roles)
+    then the parameters all share, such as the member roles allowed to read, and
+    returning each key's columns then its answer): each wanted key -> its answer as
+    JSON, or None when there is no such chat or the caller may not read it. Run for a
+    batch of reads (chatsvc/reads.py)."""
+    rows = await conn.fetch(statement, *zip(*wanted, strict=True), *shared)
     answers: dict[tuple[Any, ...], str | None] = {}
     for row in rows:
         *key, answer = row.values()

@@ -1,7 +1,7 @@
 """Reads that arrive together share one statement: a chat with its latest messages
 (GET /chats/{chat_id}), history pages both ways (GET /chats/{chat_id}/messages/),
-one message (GET /chats/{chat_id}/messages/{message_id}) and pages of members
-(GET /chats/{chat_id}/members).
+one message (GET /chats/{chat_id}/messages/{message_id}), pages of members
+(GET /chats/{chat_id}/members) and a user's listing by id (GET /chats/).
 
 Each is batched (chatsvc/batching.py) with the same reads that arrive while
 the previous batch of its statement runs: one sql/ file answers all of them
@@ -25,20 +25,21 @@ from chatsvc.permissions import Action, roles_allowed
 _READERS = roles_allowed(Action.READ)
 
 
-def _batched(statement: str) -> Batched[tuple[Any, ...], str | None]:
+def _batched(statement: str, *shared: Any) -> Batched[tuple[Any, ...], str | None]:
     async def execute(
         conn: asyncpg.Connection, wanted: Sequence[tuple[Any, ...]]
     ) -> dict[tuple[Any, ...], str | None]:
-        return await queries.read_each(conn, statement, wanted, _READERS)
+        return await queries.read_each(conn, statement, wanted, *shared)
 
     return Batched(execute)
 
 
-CHAT_READS = _batched(queries.GET_CHATS_WITH_LATEST_MESSAGES)
-PAGES_BEFORE = _batched(queries.LIST_MESSAGES_BEFORE)
-PAGES_AFTER = _batched(queries.LIST_MESSAGES_AFTER)
-MESSAGE_READS = _batched(queries.GET_MESSAGE)
-MEMBER_PAGES = _batched(queries.LIST_MEMBERS)
+CHAT_READS = _batched(queries.GET_CHATS_WITH_LATEST_MESSAGES, _READERS)
+PAGES_BEFORE = _batched(queries.LIST_MESSAGES_BEFORE, _READERS)
+PAGES_AFTER = _batched(queries.LIST_MESSAGES_AFTER, _READERS)
+MESSAGE_READS = _batched(queries.GET_MESSAGE, _READERS)
+MEMBER_PAGES = _batched(queries.LIST_MEMBERS, _READERS)
+USER_LISTINGS = _batched(queries.LIST_CHATS_OF_USER)  # a user's own chats: no role is asked
 
 
 async def read_chat(db: Database, chat_id: int, message_limit: int, user: str | None) -> str | None:
@@ -73,3 +74,10 @@ async def read_members(db: Database, chat_id: int, after: str, limit: int, user:
     """A page of the chat's members by user id, as JSON {members, next_after}; None when
     there is no such chat or the caller may not read it."""
     return await MEMBER_PAGES.run(db, (chat_id, after, limit, user))
+
+
+async def read_listing(db: Database, before: int | None, limit: int, user: str) -> str:
+    """A page of the user's chats, newest first, as JSON {chats, next_before}."""
+    listing = await USER_LISTINGS.run(db, (queries.NEWEST if before is None else before, limit, user))
+    assert listing is not None  # a listing always answers, if only with no chats
+    return listing

@@ -327,3 +327,33 @@ async def test_messages_and_member_pages_queued_together_each_get_what_their_cal
     assert [m["user"] for m in rest["members"]] == ["carol"] and rest["next_after"] is None
     assert answers[(chats[2], "", 5, "bob")] is None and answers[(missing, "", 5, None)] is None
     assert orjson.loads(answers[(chats[0], "", 5, None)] or "") == {"members": [], "next_after": None}
+
+
+async def test_listings_queued_together_each_get_their_own_users_chats(pool: Pool, chats: list[int]) -> None:
+    # Users of their own: the other tests' chats are in this database too.
+    alice, bob, eve = (f"{name}-{chats[0]}" for name in ("alice", "bob", "eve"))
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO chat_members (chat_id, user_id) VALUES ($1, $3), ($2, $3), ($2, $4)",
+            chats[1],
+            chats[2],
+            alice,
+            bob,
+        )
+    wanted = [
+        (before, limit, user) for before in (None, chats[2]) for limit in (1, 5) for user in (alice, bob, eve)
+    ]
+    expected = [await reads.read_listing(pool, *listing) for listing in wanted]
+    held = await pool.acquire()
+    pending = [asyncio.create_task(reads.read_listing(pool, *listing)) for listing in wanted]
+    await asyncio.sleep(0.05)
+    assert pool.waiting == 1 and reads.USER_LISTINGS.collecting(pool) == len(wanted)
+    pool.release(held)
+    assert await asyncio.gather(*pending) == expected
+    answers = {key: orjson.loads(answer) for key, answer in zip(wanted, expected, strict=True)}
+    assert [chat["id"] for chat in answers[(None, 5, alice)]["chats"]] == [chats[2], chats[1]]
+    assert answers[(None, 1, alice)]["next_before"] == chats[2]
+    assert [chat["id"] for chat in answers[(chats[2], 5, alice)]["chats"]] == [chats[1]]
+    assert [chat["id"] for chat in answers[(None, 5, bob)]["chats"]] == [chats[2]]
+    assert answers[(None, 5, bob)]["next_before"] is None
+    assert answers[(None, 5, eve)] == {"chats": [], "next_before": None}

@@ -177,6 +177,11 @@ def pg_array(values: list[Any]) -> str:
     return "{" + ",".join(map(element, values)) + "}"
 
 
+def pg_arrays(*columns: list[Any]) -> list[str]:
+    """Array literals of a batch's columns, one per column."""
+    return [pg_array(column) for column in columns]
+
+
 def no_table_sorted_or_scanned_whole(plan: list[dict[str, Any]], limit: int) -> None:
     """No sequential scan, and any Sort is of a page's worth of rows, never of a chat's."""
     for node in plan:
@@ -415,11 +420,11 @@ async def test_history_pages_read_at_most_limit_plus_one_rows_at_any_depth(
         # Batches of one page.
         (
             queries.LIST_MESSAGES_BEFORE,
-            (*map(pg_array, ([chat_id], [cursor], [limit], [caller])), ROLES),
+            (*pg_arrays([chat_id], [cursor], [limit], [caller]), ROLES),
         ),
         (
             queries.LIST_MESSAGES_AFTER,
-            (*map(pg_array, ([chat_id], [cursor - limit - 1], [limit], [caller])), ROLES),
+            (*pg_arrays([chat_id], [cursor - limit - 1], [limit], [caller]), ROLES),
         ),
         (queries.LIST_CHAT_EVENTS, (chat_id, cursor - limit - 1, cursor, limit)),
     ):
@@ -447,7 +452,7 @@ async def test_a_batch_of_history_pages_reads_each_page_and_no_more(
     cursors = [high - 10, (low + high) // 2, low + 200] * 2
     callers = [None] * 3 + [CALLERS[-1]] * 3
     limits = [50] * 6
-    arrays = map(pg_array, ([chat_id] * 6, cursors, limits, callers))
+    arrays = pg_arrays([chat_id] * 6, cursors, limits, callers)
     plan = await explain(conn, statement, *arrays, ROLES)
     scans = rows_read(plan, "messages")
     assert scans and all(node.get("Index Name", "messages_pkey") == "messages_pkey" for node in scans)
@@ -482,7 +487,7 @@ async def test_a_users_chat_pages_read_at_most_limit_plus_one_entries_of_their_o
         "SELECT min(chat_id), max(chat_id) FROM chat_members WHERE user_id = $1", READER
     )
     for before in (queries.NEWEST, (low + high) // 2, low + 20 * limit):
-        plan = await explain(conn, queries.LIST_CHATS_OF_USER, before, limit, READER)
+        plan = await explain(conn, queries.LIST_CHATS_OF_USER, *pg_arrays([before], [limit], [READER]))
         members = rows_read(plan, "chat_members")
         assert members and total_rows(members) <= limit + 2
         # In the generic plan the service runs, the page and the probe for an
@@ -520,9 +525,11 @@ async def test_a_users_listing_reads_as_much_with_50000_unread_messages_as_with_
             )
         for _ in range(own):
             assert await conn.fetchrow(queries.CREATE_MESSAGE, unread, "mine", LISTER, LISTER, ROLE_LIST)
-        listing = json.loads(await conn.fetchval(queries.LIST_CHATS_OF_USER, queries.NEWEST, 20, LISTER))
-        plan = await explain(conn, queries.LIST_CHATS_OF_USER, queries.NEWEST, 20, LISTER)
-        empty_plan = await explain(conn, queries.LIST_CHATS_OF_USER, queries.NEWEST, 20, EMPTY_LISTER)
+        row = await conn.fetchrow(queries.LIST_CHATS_OF_USER, [queries.NEWEST], [20], [LISTER])
+        listing = json.loads(row["listing"])
+        first_pages = ([queries.NEWEST], [20])
+        plan = await explain(conn, queries.LIST_CHATS_OF_USER, *pg_arrays(*first_pages, [LISTER]))
+        empty_plan = await explain(conn, queries.LIST_CHATS_OF_USER, *pg_arrays(*first_pages, [EMPTY_LISTER]))
     chats = listing["chats"]
     assert len(chats) == 20 and chats[0]["id"] == unread
     assert [chat["unread_count"] for chat in chats] == [1000] + [0] * 19
@@ -710,7 +717,7 @@ async def test_single_message_and_stream_start_read_one_index_entry(
     conn, chat_id = plans
     message_id = await conn.fetchval("SELECT max(id) FROM messages WHERE chat_id = $1", chat_id)
     for statement, args, relations in (
-        (queries.GET_MESSAGE, (*map(pg_array, ([chat_id], [message_id], [caller])), ROLES), ["messages"]),
+        (queries.GET_MESSAGE, (*pg_arrays([chat_id], [message_id], [caller]), ROLES), ["messages"]),
         (queries.GET_LATEST_EVENT_ID, (chat_id, caller, ROLES), ["messages", "message_changes"]),
     ):
         plan = await explain(conn, statement, *args)
@@ -815,7 +822,7 @@ async def test_members_pages_read_at_most_limit_plus_one_entries(
     )
     for caller in CALLERS:
         for after in ("", "member-1500"):
-            arrays = map(pg_array, ([chat_id], [after], [20], [caller]))  # a batch of one page
+            arrays = pg_arrays([chat_id], [after], [20], [caller])  # a batch of one page
             plan = await explain(conn, queries.LIST_MEMBERS, *arrays, ROLES)
             members = rows_read(plan, "chat_members")
             assert members and total_rows(members) <= 20 + 2 + (1 if caller else 0), plan

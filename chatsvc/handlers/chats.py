@@ -81,7 +81,7 @@ async def list_chats(request: web.Request) -> web.Response:
         raise _not_with(order, CHATS_CURSOR.name)
     if caller.user is None:
         return json_response(await queries.list_chats(db, before, limit))
-    return json_response(await queries.list_chats_of_user(db, before, limit, caller.user))
+    return json_response(await reads.read_listing(db, before, limit, caller.user))
 
 
 async def get_chat(request: web.Request) -> web.Response:
