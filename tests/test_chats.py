@@ -229,24 +229,28 @@ async def test_a_delete_that_outlasts_the_statement_timeout_deletes_the_chat_who
     client = await aiohttp_client(create_app(settings.model_copy(update={"statement_timeout": 0.1})))
     chat = await create_chat(client)
     await fill_chat(db, chat["id"], 20_000)
-    # A fast machine deletes many rows within 0.1 s: every delete of messages here lasts 0.5 s more.
+    # A fast machine deletes many rows within 0.1 s: every delete of messages here lasts 0.5 s
+    # more, while this test runs (the database is shared: the trigger goes with the test).
     await db.execute("""
         CREATE FUNCTION slow_delete() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END';
         CREATE TRIGGER slow_delete AFTER DELETE ON messages FOR EACH STATEMENT EXECUTE FUNCTION slow_delete();
     """)
-    async with db.transaction():  # the same statement under the timeout is cancelled, and rolls back
-        await db.execute("SET LOCAL statement_timeout = 100")
-        with pytest.raises(asyncpg.QueryCanceledError):
-            await db.execute("DELETE FROM chats WHERE id = $1", chat["id"])
-    pool = client.app[DATABASE]
-    async with pool.connection() as conn:
-        bounded = await conn.fetchval("SHOW statement_timeout")
-    assert (await client.delete(f"/chats/{chat['id']}")).status == 204
-    assert await db.fetchval("SELECT count(*) FROM messages WHERE chat_id = $1", chat["id"]) == 0
-    await problem(await client.get(f"/chats/{chat['id']}"), 404)
-    # The setting ended with the delete's transaction: the pool's next statement is bounded again.
-    async with pool.connection() as conn:
-        assert await conn.fetchval("SHOW statement_timeout") == bounded
+    try:
+        async with db.transaction():  # the same statement under the timeout is cancelled, and rolls back
+            await db.execute("SET LOCAL statement_timeout = 100")
+            with pytest.raises(asyncpg.QueryCanceledError):
+                await db.execute("DELETE FROM chats WHERE id = $1", chat["id"])
+        pool = client.app[DATABASE]
+        async with pool.connection() as conn:
+            bounded = await conn.fetchval("SHOW statement_timeout")
+        assert (await client.delete(f"/chats/{chat['id']}")).status == 204
+        assert await db.fetchval("SELECT count(*) FROM messages WHERE chat_id = $1", chat["id"]) == 0
+        await problem(await client.get(f"/chats/{chat['id']}"), 404)
+        # The setting ended with the delete's transaction: the pool's next statement is bounded again.
+        async with pool.connection() as conn:
+            assert await conn.fetchval("SHOW statement_timeout") == bounded
+    finally:
+        await db.execute("DROP TRIGGER slow_delete ON messages; DROP FUNCTION slow_delete()")
 
 
 async def test_a_delete_waits_for_the_chat_no_longer_than_the_statement_timeout(
