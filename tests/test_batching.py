@@ -357,3 +357,21 @@ async def test_listings_queued_together_each_get_their_own_users_chats(pool: Poo
     assert [chat["id"] for chat in answers[(None, 5, bob)]["chats"]] == [chats[2]]
     assert answers[(None, 5, bob)]["next_before"] is None
     assert answers[(None, 5, eve)] == {"chats": [], "next_before": None}
+
+
+async def test_a_read_that_joins_a_waiting_batch_sees_every_write_committed_before_it_arrived(
+    pool: Pool, chats: list[int], db: asyncpg.Connection
+) -> None:
+    """Read-your-writes through a batch: its statement starts once it has a connection, after
+    every read in it arrived, so a read never gets an answer older than its own arrival."""
+    held = await pool.acquire()
+    first = asyncio.create_task(reads.read_history_before(pool, chats[1], None, 10, None))
+    await asyncio.sleep(0.05)  # the batch's runner waits for the connection the test holds
+    await fill_chat(db, chats[1], 1, "written while the batch waited ")
+    joined = asyncio.create_task(reads.read_history_before(pool, chats[1], None, 10, None))
+    await asyncio.sleep(0.05)
+    assert reads.PAGES_BEFORE.collecting(pool) == 1  # the same key: the second read joined the first's
+    pool.release(held)
+    for answer in await asyncio.gather(first, joined):
+        texts = [message["text"] for message in orjson.loads(answer or "")["messages"]]
+        assert texts[-1] == "written while the batch waited 1"
