@@ -25,7 +25,7 @@ CREATE_CHAT_ONCE = statement("create_chat_once", ":one")
 LIST_CHATS = statement("list_chats", ":val")
 LIST_CHATS_OF_USER = statement("list_chats_of_user", ":many")
 LIST_CHATS_BY_ACTIVITY = statement("list_chats_by_activity", ":val")
-LIST_CHATS_OF_USER_BY_ACTIVITY = statement("list_chats_of_user_by_activity", ":val")
+LIST_CHATS_OF_USER_BY_ACTIVITY = statement("list_chats_of_user_by_activity", ":many")
 FLUSH_ACTIVITY = statement("flush_activity", ":val")
 GET_CHATS_WITH_LATEST_MESSAGES = statement("get_chats_with_latest_messages", ":many")
 DELETE_CHAT = statement("delete_chat", ":one")
@@ -177,15 +177,6 @@ async def list_chats_by_activity(db: Database, cursor: ActivityCursor, limit: in
     """A page of every chat, most recently active first, as JSON {chats, next_cursor}."""
     async with db.connection() as conn:
         listing: str = await conn.fetchval(LIST_CHATS_BY_ACTIVITY, cursor.activity, cursor.chat_id, limit)
-    return listing
-
-
-async def list_chats_of_user_by_activity(db: Database, cursor: ActivityCursor, limit: int, user: str) -> str:
-    """A page of the user's chats, most recently active first, as JSON {chats, next_cursor}."""
-    async with db.connection() as conn:
-        listing: str = await conn.fetchval(
-            LIST_CHATS_OF_USER_BY_ACTIVITY, cursor.activity, cursor.chat_id, limit, user
-        )
     return listing
 
 

@@ -12,7 +12,7 @@ import asyncpg
 import orjson
 import pytest
 
-from chatsvc import batching, queries, reads, sends
+from chatsvc import activity, batching, queries, reads, sends
 from chatsvc.db import DatabaseUnavailable, Pool, open_database
 from chatsvc.limits import WriteLimit
 from chatsvc.settings import Settings
@@ -375,3 +375,36 @@ async def test_a_read_that_joins_a_waiting_batch_sees_every_write_committed_befo
     for answer in await asyncio.gather(first, joined):
         texts = [message["text"] for message in orjson.loads(answer or "")["messages"]]
         assert texts[-1] == "written while the batch waited 1"
+
+
+async def test_listings_by_activity_queued_together_each_get_their_own_users_chats(
+    pool: Pool, chats: list[int]
+) -> None:
+    alice, bob = (f"{name}-by-activity-{chats[0]}" for name in ("alice", "bob"))
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO chat_members (chat_id, user_id) VALUES ($1, $3), ($2, $3), ($2, $4)",
+            chats[1],
+            chats[2],
+            alice,
+            bob,
+        )
+    first = queries.FIRST_BY_ACTIVITY
+    wanted = [(first, limit, user) for limit in (1, 5) for user in (alice, bob, "nobody")]
+    for flushed in (False, True):  # new chats are unlisted; flushed, their members' copies list them
+        if flushed:
+            await activity.flush(pool, kept=0)
+        expected = [await reads.read_listing_by_activity(pool, *listing) for listing in wanted]
+        held = await pool.acquire()
+        pending = [asyncio.create_task(reads.read_listing_by_activity(pool, *listing)) for listing in wanted]
+        await asyncio.sleep(0.05)
+        assert pool.waiting == 1 and reads.USER_LISTINGS_BY_ACTIVITY.collecting(pool) == len(wanted)
+        pool.release(held)
+        assert await asyncio.gather(*pending) == expected
+        answers = {key: orjson.loads(answer) for key, answer in zip(wanted, expected, strict=True)}
+        # chats[2] was written to last (5 messages after chats[1]'s one): most recently active.
+        assert [chat["id"] for chat in answers[(first, 5, alice)]["chats"]] == [chats[2], chats[1]]
+        assert [chat["id"] for chat in answers[(first, 1, alice)]["chats"]] == [chats[2]]
+        assert answers[(first, 1, alice)]["next_cursor"] is not None
+        assert [chat["id"] for chat in answers[(first, 5, bob)]["chats"]] == [chats[2]]
+        assert answers[(first, 5, "nobody")] == {"chats": [], "next_cursor": None}

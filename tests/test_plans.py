@@ -582,11 +582,12 @@ async def test_a_users_listing_by_activity_reads_its_page_and_the_unlisted_chats
         )
         ranked = await conn.fetch(ranking, user)
         for cursor in (queries.FIRST_BY_ACTIVITY, middle):
-            args = (cursor.activity, cursor.chat_id, 20, user)
-            listing = json.loads(await conn.fetchval(queries.LIST_CHATS_OF_USER_BY_ACTIVITY, *args))
+            columns = ([cursor.activity], [cursor.chat_id], [20], [user])  # a batch of one listing
+            row = await conn.fetchrow(queries.LIST_CHATS_OF_USER_BY_ACTIVITY, *columns)
+            listing = json.loads(row["listing"])
             below = [row["id"] for row in ranked if (row["activity"], row["id"]) < cursor]
             assert [chat["id"] for chat in listing["chats"]] == below[:20]
-            plan = await explain(conn, queries.LIST_CHATS_OF_USER_BY_ACTIVITY, *args)
+            plan = await explain(conn, queries.LIST_CHATS_OF_USER_BY_ACTIVITY, *pg_arrays(*columns))
             members, chats = rows_read(plan, "chat_members"), rows_read(plan, "chats")
             copies = [node for node in members if node["Index Name"] == "chat_members_user_id_activity"]
             assert copies and total_rows(copies) <= 20 + 1 + len(mine), plan
