@@ -23,7 +23,7 @@ from weakref import WeakKeyDictionary
 
 import asyncpg
 
-from chatsvc.db import Database, DatabaseUnavailable
+from chatsvc.db import UNAVAILABLE, Database, DatabaseUnavailable
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -45,6 +45,31 @@ MAX_IN_FLIGHT = 1
 # gets None; a key mapped to an exception raises it (that request alone fails).
 Execute = Callable[[asyncpg.Connection, Sequence[K]], Awaitable[Mapping[K, V | Exception]]]
 _Batch = dict[K, list["asyncio.Future[V | None]"]]
+
+
+def refused_alone(execute: Execute[K, V]) -> Execute[K, V]:
+    """execute, but a batch the database refuses (say, a constraint a DBA added) runs again
+    one key at a time, so that only the refused key gets its error; a connection that
+    fails still fails the whole batch. For writes (sends, creates): one refused write
+    must not fail the writes batched with it."""
+
+    async def each_alone_if_refused(conn: asyncpg.Connection, keys: Sequence[K]) -> Mapping[K, V | Exception]:
+        try:
+            return await execute(conn, keys)
+        except asyncpg.PostgresError as exc:
+            if len(keys) == 1 or isinstance(exc, UNAVAILABLE):
+                raise
+        results: dict[K, V | Exception] = {}
+        for key in keys:
+            try:
+                results.update(await execute(conn, [key]))
+            except asyncpg.PostgresError as refused:
+                if isinstance(refused, UNAVAILABLE):
+                    raise
+                results[key] = refused
+        return results
+
+    return each_alone_if_refused
 
 
 class Batched(Generic[K, V]):

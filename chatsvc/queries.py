@@ -20,7 +20,7 @@ from chatsvc.sql import statement
 if TYPE_CHECKING:  # chatsvc.db opens connections with read_session_settings
     from chatsvc.db import Database
 
-CREATE_CHAT = statement("create_chat", ":one")
+CREATE_CHAT = statement("create_chat", ":many")
 CREATE_CHAT_ONCE = statement("create_chat_once", ":one")
 LIST_CHATS = statement("list_chats", ":val")
 LIST_CHATS_OF_USER = statement("list_chats_of_user", ":many")
@@ -141,10 +141,14 @@ def _created(row: asyncpg.Record, json_column: str) -> Created:
     return Created(row["id"], row[json_column], row["replayed"], row["same_body"])
 
 
-async def create_chat(db: Database, title: str, members: Members) -> Created:
-    async with db.connection() as conn:
-        row = await conn.fetchrow(CREATE_CHAT, title, members.users, members.roles)
-    return Created(row["id"], row["chat"])
+async def create_chats(conn: asyncpg.Connection, chats: Sequence[tuple[str, Members]]) -> dict[int, Created]:
+    """Creates each (title, members) in one statement: by each one's position, its chat.
+    Run for a batch of creates (chatsvc/creates.py)."""
+    positions = [position for position, (_, members) in enumerate(chats, 1) for _ in members.users]
+    users = [user for _, members in chats for user in members.users]
+    roles = [role for _, members in chats for role in members.roles]
+    rows = await conn.fetch(CREATE_CHAT, [title for title, _ in chats], positions, users, roles)
+    return {row["position"] - 1: Created(row["id"], row["chat"]) for row in rows}
 
 
 async def create_chat_once(

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import asyncpg
 
 from chatsvc import queries
-from chatsvc.batching import Batched
-from chatsvc.db import UNAVAILABLE, Pool
+from chatsvc.batching import Batched, refused_alone
+from chatsvc.db import Pool
 from chatsvc.idempotency import message_fingerprint, run_keyed
 from chatsvc.limits import TooManyWrites, WriteLimit
 from chatsvc.permissions import Action, roles_allowed
@@ -55,29 +55,16 @@ class _ChatBusy(Exception):
 
 
 async def _store_batch(conn: asyncpg.Connection, sends: Sequence[_Send]) -> dict[_Send, Created | Exception]:
-    try:
-        stored = await queries.create_messages(
-            conn,
-            [send.chat_id for send in sends],
-            [send.text for send in sends],
-            [send.author for send in sends],
-            [send.user for send in sends],
-            _SENDERS,
-            sends[0].limit.per_write,  # one limit per app: the same for every send
-            sends[0].limit.burst,
-        )
-    except asyncpg.PostgresError as exc:
-        if len(sends) == 1 or isinstance(exc, UNAVAILABLE):
-            raise
-        results: dict[_Send, Created | Exception] = {}
-        for send in sends:  # each alone: only the refused one gets its error
-            try:
-                results.update(await _store_batch(conn, [send]))
-            except asyncpg.PostgresError as refused:
-                if isinstance(refused, UNAVAILABLE):
-                    raise
-                results[send] = refused
-        return results
+    stored = await queries.create_messages(
+        conn,
+        [send.chat_id for send in sends],
+        [send.text for send in sends],
+        [send.author for send in sends],
+        [send.user for send in sends],
+        _SENDERS,
+        sends[0].limit.per_write,  # one limit per app: the same for every send
+        sends[0].limit.burst,
+    )
     return {sends[position]: _outcome(sends[position], result) for position, result in stored.items()}
 
 
@@ -89,7 +76,7 @@ def _outcome(send: _Send, result: Created | Throttled | None) -> Created | Excep
     return result
 
 
-SENDS = Batched(_store_batch)
+SENDS = Batched(refused_alone(_store_batch))
 
 
 async def send_message(

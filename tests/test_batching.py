@@ -12,9 +12,10 @@ import asyncpg
 import orjson
 import pytest
 
-from chatsvc import activity, batching, queries, reads, sends
+from chatsvc import activity, batching, creates, queries, reads, sends
 from chatsvc.db import DatabaseUnavailable, Pool, open_database
 from chatsvc.limits import WriteLimit
+from chatsvc.queries import Members
 from chatsvc.settings import Settings
 from tests.api import fill_chat
 from tests.credentials import CREDENTIALS
@@ -408,3 +409,52 @@ async def test_listings_by_activity_queued_together_each_get_their_own_users_cha
         assert answers[(first, 1, alice)]["next_cursor"] is not None
         assert [chat["id"] for chat in answers[(first, 5, bob)]["chats"]] == [chats[2]]
         assert answers[(first, 5, "nobody")] == {"chats": [], "next_cursor": None}
+
+
+# -- creates ----------------------------------------------------------------------
+
+
+async def test_creates_queued_together_each_make_their_own_chat_with_its_own_members(pool: Pool) -> None:
+    wanted = [
+        ("alone", Members([], [])),
+        ("alice's", Members(["alice"], ["owner"])),
+        ("alone", Members([], [])),  # two equal creates are two chats
+        ("three", Members(["bob", "carol", "dave"], ["owner", "member", "member"])),
+    ]
+    held = await pool.acquire()
+    pending = [asyncio.create_task(creates.create_chat(pool, title, members)) for title, members in wanted]
+    await asyncio.sleep(0.05)
+    assert pool.waiting == 1 and creates.CREATES.collecting(pool) == len(wanted)
+    pool.release(held)
+    created = await asyncio.gather(*pending)
+    assert len({chat.id for chat in created}) == len(wanted)
+    async with pool.connection() as conn:
+        for (title, members), chat in zip(wanted, created, strict=True):
+            body = orjson.loads(chat.json)
+            assert (body["id"], body["title"]) == (chat.id, title)
+            rows = await conn.fetch(
+                "SELECT user_id, role FROM chat_members WHERE chat_id = $1 ORDER BY user_id", chat.id
+            )
+            assert [(row["user_id"], row["role"]) for row in rows] == list(
+                zip(members.users, members.roles, strict=True)
+            )
+
+
+async def test_a_chat_the_database_refuses_fails_alone_and_the_rest_of_its_batch_is_created(
+    pool: Pool, other: asyncpg.Connection
+) -> None:
+    await other.execute("ROLLBACK")
+    await other.execute("ALTER TABLE chats ADD CONSTRAINT no_refused CHECK (title <> 'refused') NOT VALID")
+    try:
+        held = await pool.acquire()
+        titles = ["before", "refused", "after"]
+        pending = [asyncio.create_task(creates.create_chat(pool, title, Members([], []))) for title in titles]
+        await asyncio.sleep(0.05)
+        assert pool.waiting == 1
+        pool.release(held)
+        before, refused, after = await asyncio.gather(*pending, return_exceptions=True)
+        assert isinstance(refused, asyncpg.CheckViolationError)
+        for title, chat in (("before", before), ("after", after)):
+            assert isinstance(chat, queries.Created) and orjson.loads(chat.json)["title"] == title
+    finally:
+        await other.execute("ALTER TABLE chats DROP CONSTRAINT no_refused")

@@ -52,7 +52,7 @@ def test_every_statement_is_used_by_queries() -> None:
 
 def test_statement_lookup_checks_the_cardinality() -> None:
     with pytest.raises(SqlFileError, match="is :one"):
-        statement("create_chat", ":many")
+        statement("create_chat_once", ":many")
     with pytest.raises(SqlFileError, match="no statement"):
         statement("no_such_statement", ":one")
 

@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from chatsvc import models, parameters, queries, reads
+from chatsvc import creates, models, parameters, queries, reads
 from chatsvc.callers import Caller
 from chatsvc.handlers import caller_of, created_response, json_response, reading_database
 from chatsvc.idempotency import chat_fingerprint, run_keyed
@@ -50,7 +50,7 @@ async def create_chat(request: web.Request) -> web.Response:
     members = members_of_new_chat(caller, body)
     db = request.app[DATABASE]
     if key is None:
-        chat = await queries.create_chat(db, body.title, members)
+        chat = await creates.create_chat(db, body.title, members)
     else:
         digest = chat_fingerprint(body.title, members.users, members.roles)
         # A key whose chat was deleted since: KeyedResourceGone, 404 (chatsvc/errors.py).
