@@ -83,10 +83,13 @@ from chatsvc.embedded import EmbeddedPostgres, bin_dir
 from chatsvc.sql import STATEMENTS
 
 HERE = Path(__file__).resolve().parent
+# create_chat runs last: the chats it makes (thousands a second) are new, so
+# unlisted, and the activity flush then lists them for a while, which the
+# scenarios after it would pay for (the README's Known gaps).
 SCENARIOS = ("get_chat", "get_chat_big", "history", "history_deep", "history_after", "get_message", "members",
-             "post_message", "edit_message", "delete_message", "mixed", "create_chat", "list_chats_unread_1m",
+             "post_message", "edit_message", "delete_message", "mixed", "list_chats_unread_1m",
              "list_chats_by_activity", "search_rare_user", "search_common_user", "search_rare_server",
-             "search_common_server")  # fmt: skip
+             "search_common_server", "create_chat")  # fmt: skip
 # Issue 19's routes: each also measured against the CHATSVC_AUTH=off process right
 # after (side by side; get_chat and post_message are paired on, off, off, on), and
 # each one's ratio to the HTTP ceiling bounded in TARGETS. With auth off every
