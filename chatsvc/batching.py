@@ -8,8 +8,10 @@ runner has its connection the batch closes, one statement answers all of it,
 and the next request starts a new batch. When no batch of it is running, a
 request runs at once, alone.
 
-Used for get_chat (equal reads share one answer) and for sends (each send is
-its own key, compared by identity: two equal sends store two messages).
+Used for the reads of chatsvc/reads.py (a chat, history pages, a message,
+members, a user's listings: equal reads share one answer), and for sends and
+creates (each its own key, compared by identity: two equal sends store two
+messages), whose refused batches refused_alone splits.
 Measured with bench/run.py at 32 clients and 10 connections: see the README's
 Benchmark section.
 """
