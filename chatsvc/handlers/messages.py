@@ -30,8 +30,6 @@ from chatsvc.permissions import (
 from chatsvc.problems import ValidationFailed
 from chatsvc.queries import MessageRefused
 
-_READERS = roles_allowed(Action.READ)
-
 
 async def create_message(request: web.Request) -> web.Response:
     caller = caller_of(request)
