@@ -313,7 +313,8 @@ class Route(NamedTuple):
     handler: Handler
     operation: Operation
     # A write whose handler charges the user's write limit itself, in the
-    # statement that writes (a batched send: chatsvc/sends.py), rather than
+    # statement that writes (a batched send or edit: chatsvc/sends.py,
+    # chatsvc/edits.py), rather than
     # before it runs (chatsvc/app.py's authenticated()).
     charged_by_handler: bool = False
 

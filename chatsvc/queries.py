@@ -36,6 +36,7 @@ CREATE_MESSAGE_ONCE = statement("create_message_once", ":one")
 FLUSH_COMMITS = statement("flush_commits", ":val")
 GET_MESSAGE = statement("get_message", ":many")
 EDIT_MESSAGE = statement("edit_message", ":one")
+EDIT_MESSAGES = statement("edit_messages", ":many")
 DELETE_MESSAGE = statement("delete_message", ":one")
 LIST_MESSAGES_BEFORE = statement("list_messages_before", ":many")
 LIST_MESSAGES_AFTER = statement("list_messages_after", ":many")
@@ -316,6 +317,42 @@ async def edit_message(
         return MessageRefused(row["caller_role"], row["found"])
     message_json: str = row["message"]
     return message_json
+
+
+async def edit_messages(
+    conn: asyncpg.Connection,
+    chat_ids: Sequence[int],
+    message_ids: Sequence[int],
+    texts: Sequence[str],
+    users: Sequence[str | None],
+    any_roles: list[str],
+    own_roles: list[str],
+    per_write: timedelta,
+    burst: int,
+) -> dict[int, str | MessageRefused | Throttled | None]:
+    """Charges each user's edits to their write limit and makes every edit allowed
+    (the i-th chat id, message id, text and caller user; each message at most once),
+    in one statement: by each edit's position, the edited message as JSON;
+    MessageRefused when the caller may not edit it or it is not there; Throttled when
+    the write limit refused it; None when another transaction held its chat (the
+    statement skipped it). Run for a batch of edits (chatsvc/edits.py)."""
+    rows = await conn.fetch(
+        EDIT_MESSAGES, chat_ids, message_ids, texts, users, any_roles, own_roles, per_write, burst
+    )
+    results: dict[int, str | MessageRefused | Throttled | None] = {
+        position: MessageRefused(None, False) for position in range(len(chat_ids))
+    }
+    for row in rows:
+        position = row["position"] - 1
+        if row["message"] is not None:
+            results[position] = row["message"]
+        elif row["retry_after"] is not None:
+            results[position] = Throttled(row["retry_after"])
+        elif row["busy"]:
+            results[position] = None
+        else:
+            results[position] = MessageRefused(row["caller_role"], row["found"])
+    return results
 
 
 async def delete_message(

@@ -7,14 +7,15 @@ with a pool of one connection held by the test, so that who waits is certain.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import asyncpg
 import orjson
 import pytest
 
-from chatsvc import activity, batching, creates, queries, reads, sends
+from chatsvc import activity, batching, creates, edits, queries, reads, sends
 from chatsvc.db import DatabaseUnavailable, Pool, open_database
-from chatsvc.limits import WriteLimit
+from chatsvc.limits import TooManyWrites, WriteLimit
 from chatsvc.queries import Members
 from chatsvc.settings import Settings
 from tests.api import fill_chat
@@ -238,6 +239,115 @@ async def test_a_send_to_a_chat_held_elsewhere_goes_alone_and_holds_up_nothing_b
     assert stored_busy is not None
     assert [text for _, text in await stored(pool, busy)] == ["waits"]
     assert [text for _, text in await stored(pool, free)][-1] == "passes"
+
+
+# -- edits ------------------------------------------------------------------------
+
+
+async def edited_chat(pool: Pool, author: str, others: list[str]) -> tuple[int, list[int]]:
+    """A chat whose members are author and others; five messages by author, one by the server."""
+    async with pool.connection() as conn:
+        chat_id = await conn.fetchval("INSERT INTO chats (title) VALUES ('edited') RETURNING id")
+        await conn.execute(
+            "INSERT INTO chat_members (chat_id, user_id) SELECT $1, unnest($2::text[])",
+            chat_id,
+            [author, *others],
+        )
+        await fill_chat(conn, chat_id, 5, "by author ", author)
+        await fill_chat(conn, chat_id, 1, "by the server ")
+        ids = [
+            row["id"]
+            for row in await conn.fetch("SELECT id FROM messages WHERE chat_id = $1 ORDER BY id", chat_id)
+        ]
+    return chat_id, ids
+
+
+async def queued_edits(
+    pool: Pool, wanted: Sequence[tuple[int, int, str, str | None]], limit: WriteLimit = LIMIT
+) -> list[object]:
+    """The edits, queued behind a busy connection so that they make one batch."""
+    held = await pool.acquire()
+    pending = [asyncio.create_task(edits.edit_message(pool, *edit, limit)) for edit in wanted]
+    await asyncio.sleep(0.05)
+    assert pool.waiting == 1 and edits.EDITS.collecting(pool) == len(wanted)  # one batch
+    pool.release(held)
+    return await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def test_edits_queued_together_each_get_what_their_caller_may_do(pool: Pool) -> None:
+    ann, bob, eve = (f"{name}-edits" for name in ("ann", "bob", "eve"))
+    chat_id, ids = await edited_chat(pool, ann, [bob])
+    missing = 2**62
+    wanted = [
+        (chat_id, ids[5], "server's", None),  # the server edits any message
+        (chat_id, ids[0], "ann's", ann),  # an author their own
+        (chat_id, ids[1], "bob's", bob),  # a member not another's: 403
+        (chat_id, ids[2], "eve's", eve),  # a stranger: 404
+        (chat_id, missing, "nowhere", ann),  # no such message: 404
+        (missing, ids[3], "nowhere", None),  # no such chat: 404
+        (chat_id, ids[0], "ann's again", ann),  # the same message twice: goes alone, after
+    ]
+    server, own, other, stranger, no_message, no_chat, again = await queued_edits(pool, wanted)
+    assert isinstance(server, str) and orjson.loads(server)["text"] == "server's"
+    assert isinstance(own, str) and orjson.loads(own)["text"] == "ann's"
+    assert isinstance(again, str) and orjson.loads(again)["text"] == "ann's again"
+    assert other == queries.MessageRefused("member", True)
+    assert stranger == queries.MessageRefused(None, True)
+    assert no_message == queries.MessageRefused("member", False)
+    assert no_chat == queries.MessageRefused(None, False)
+    async with pool.connection() as conn:
+        texts = [
+            row["text"]
+            for row in await conn.fetch("SELECT text FROM messages WHERE chat_id = $1 ORDER BY id", chat_id)
+        ]
+        logged = await conn.fetch(
+            "SELECT id, message_id FROM message_changes WHERE chat_id = $1 ORDER BY id", chat_id
+        )
+    assert texts == ["ann's again", "by author 2", "by author 3", "by author 4", "by author 5", "server's"]
+    # Each edit done is logged under an event id of its own: the batch's two, then the one alone.
+    assert sorted(row["message_id"] for row in logged[:2]) == [ids[0], ids[5]]
+    assert [row["message_id"] for row in logged[2:]] == [ids[0]]
+
+
+async def test_an_edit_batch_charges_each_users_edits_and_a_second_edit_of_a_message_alone(
+    pool: Pool,
+) -> None:
+    ann = "ann-charged-edits"
+    chat_id, ids = await edited_chat(pool, ann, [])
+    limit = WriteLimit(0.001, 2)  # two edits now, the next in 1,000 s
+    wanted = [
+        (chat_id, ids[0], "first", ann),
+        (chat_id, ids[0], "twice", ann),
+        (chat_id, ids[1], "second", ann),
+    ]
+    first, twice, second = await queued_edits(pool, wanted, limit)
+    assert isinstance(first, str) and isinstance(second, str)
+    # The batch took both tokens; the second edit of ids[0], charged alone, finds none.
+    assert isinstance(twice, TooManyWrites)
+    assert [row[1] for row in (await stored(pool, chat_id))[:2]] == ["first", "second"]
+    (refused,) = await queued_edits(pool, [(chat_id, ids[2], "third", ann)], limit)
+    assert isinstance(refused, TooManyWrites)  # and the next batch finds none either
+    assert (await stored(pool, chat_id))[2][1] == "by author 3"
+
+
+async def test_an_edit_in_a_chat_held_elsewhere_goes_alone_and_holds_up_nothing_batched_with_it(
+    pool: Pool, other: asyncpg.Connection
+) -> None:
+    busy, busy_ids = await edited_chat(pool, "ann-busy-edits", [])
+    free, free_ids = await edited_chat(pool, "ann-busy-edits", [])
+    await other.execute("SELECT FROM chats WHERE id = $1 FOR UPDATE", busy)  # e.g. a delete in progress
+    held = await pool.acquire()
+    waiting = asyncio.create_task(edits.edit_message(pool, busy, busy_ids[5], "waits", None, LIMIT))
+    passing = asyncio.create_task(edits.edit_message(pool, free, free_ids[5], "passes", None, LIMIT))
+    await asyncio.sleep(0.05)
+    assert edits.EDITS.collecting(pool) == 2  # one batch
+    pool.release(held)
+    passed = await asyncio.wait_for(passing, 5)
+    assert isinstance(passed, str) and orjson.loads(passed)["text"] == "passes"
+    assert not waiting.done()  # the batch skipped the busy chat
+    await other.execute("ROLLBACK")
+    waited = await asyncio.wait_for(waiting, 5)  # alone, once the lock is gone
+    assert isinstance(waited, str) and orjson.loads(waited)["text"] == "waits"
 
 
 async def test_history_pages_queued_together_each_get_what_their_caller_may_read(

@@ -761,6 +761,40 @@ async def test_an_edit_or_a_deletion_looks_up_its_message_by_key(
     assert not any(node["Node Type"] == "Seq Scan" for node in plan)
 
 
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize("batch", [1, 3, 64])
+async def test_a_batch_of_edits_looks_up_each_message_by_key(
+    plans: tuple[asyncpg.Connection, int], batch: int, caller: str | None
+) -> None:
+    """A batch of edits of old messages of the big chat, one of a missing chat among them:
+    one messages_pkey lookup per edit (for READER, who may not edit others' messages, one
+    more each tells 403 from 404), the chats locked through chats_pkey, for a user one
+    membership probe per edit; the change log is only written."""
+    conn, chat_id = plans
+    message_ids = [
+        row["id"]
+        for row in await conn.fetch(
+            "SELECT id FROM messages WHERE chat_id = $1 ORDER BY id OFFSET 100 LIMIT $2", chat_id, batch
+        )
+    ]
+    chat_ids = [chat_id] * batch
+    if batch > 1:
+        chat_ids[-1] = 2**62  # no such chat
+    args = pg_arrays(chat_ids, message_ids, ["edited"] * batch, [caller] * batch)
+    async with rolled_back(conn):
+        plan = await explain(conn, queries.EDIT_MESSAGES, *args, OWNERS, ROLES, "1 us", 1000000)
+    messages = rows_read(plan, "messages")
+    assert messages and all(node.get("Index Name") == "messages_pkey" for node in messages), plan
+    assert all(per_loop(node) <= 1 for node in messages), plan
+    in_chat = batch - (batch > 1)
+    assert total_rows(messages) == in_chat * (1 if caller is None else 2)
+    chats = rows_read(plan, "chats")
+    assert chats and all(node.get("Index Name") == "chats_pkey" for node in chats), plan
+    assert total_rows(rows_read(plan, "chat_members")) == (in_chat if caller else 0)
+    assert not scans_of(plan, "message_changes")
+    assert not any(node["Node Type"] == "Seq Scan" for node in plan)
+
+
 async def test_deleting_the_newest_message_finds_the_one_before_it_in_one_entry(
     plans: tuple[asyncpg.Connection, int],
 ) -> None:

@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from chatsvc import limits, models, parameters, queries, reads, sends
+from chatsvc import edits, limits, models, parameters, queries, reads, sends
 from chatsvc.handlers import caller_of, created_response, json_response, reading_database
 from chatsvc.keys import DATABASE, SETTINGS, WRITE_LIMIT
 from chatsvc.models import MessageCreate, MessageEdit
@@ -83,17 +83,12 @@ async def edit_message(request: web.Request) -> web.Response:
     caller = caller_of(request)
     chat_id, message_id = path_id(request, "chat_id"), path_id(request, "message_id")
     body = await json_body(request, MessageEdit, request.app[SETTINGS].body_timeout)
-    action = Action.EDIT_MESSAGE
-    edited = await queries.edit_message(
-        request.app[DATABASE],
-        chat_id,
-        message_id,
-        body.text,
-        caller.user,
-        roles_allowed(action),
-        own_roles_allowed(action),
+    # charged to the user's write limit by the batch's statement
+    edited = await edits.edit_message(
+        request.app[DATABASE], chat_id, message_id, body.text, caller.user, request.app[WRITE_LIMIT]
     )
     if isinstance(edited, MessageRefused):
+        action = Action.EDIT_MESSAGE
         raise message_refusal(caller, edited.caller_role, edited.found, action, chat_id, message_id)
     return json_response(edited)
 
@@ -184,6 +179,7 @@ ROUTES: Routes = {
                 description="The server may edit any message, a member only their own (403 for"
                 " another's); anyone else gets 404. Followers of the chat get `message_updated`.",
             ),
+            charged_by_handler=True,
         ),
         "DELETE": Route(
             delete_message,
