@@ -1,7 +1,7 @@
 """Two checkouts of chatsvc back to back: what a change costs, measured in one run.
 
     python bench/compare.py BEFORE AFTER [--rounds 6] [--duration 5] [--connections 32] [--before-auth off]
-                            [--scenarios get_chat,post_message]
+                            [--scenarios get_chat,post_message] [--extras]
 
 BEFORE and AFTER are source trees (e.g. `git archive <commit> | tar -x -C
 /tmp/before`, and this work tree). Both are served by the same embedded
@@ -17,6 +17,10 @@ scenario's requests/s and p99 per round, and their medians. Run by hand, never b
 `--before-auth off` serves BEFORE with CHATSVC_AUTH=off: `compare.py . .
 --before-auth off` is what checking credentials, membership and the write
 limit cost, measured back to back (bench/run.py measures it once per run).
+
+`--extras` prefills what the other scenarios of bench/run.py read too (edits,
+deletions, listings, search; both trees need migration 0008), for
+`--scenarios edit_message` and the like.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--before-auth", choices=("on", "off"), default="on")
     parser.add_argument("--scenarios", type=lambda text: tuple(text.split(",")), default=SCENARIOS)
+    parser.add_argument("--extras", action="store_true", help="prefill every scenario's data")
     args = parser.parse_args()
     scenarios: tuple[str, ...] = args.scenarios
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
@@ -81,7 +86,7 @@ def main() -> None:
         data = {}
         for name in trees:
             print(f"prefilling {name} ...", file=sys.stderr)
-            data[name] = bench.prefill(urls[name], 0, args.duration, extras=False).data
+            data[name] = bench.prefill(urls[name], 1, args.duration, extras=args.extras).data
         for round_number in range(args.rounds):
             for name, tree in in_turn(trees, round_number):
                 port = bench.free_port()
