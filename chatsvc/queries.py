@@ -142,14 +142,29 @@ def _created(row: asyncpg.Record, json_column: str) -> Created:
     return Created(row["id"], row[json_column], row["replayed"], row["same_body"])
 
 
-async def create_chats(conn: asyncpg.Connection, chats: Sequence[tuple[str, Members]]) -> dict[int, Created]:
-    """Creates each (title, members) in one statement: by each one's position, its chat.
+async def create_chats(
+    conn: asyncpg.Connection,
+    chats: Sequence[tuple[str, Members]],
+    users: Sequence[str | None],
+    per_write: timedelta,
+    burst: int,
+) -> dict[int, Created | Throttled]:
+    """Charges each user's creates to their write limit and creates each (title, members)
+    allowed (the i-th by the i-th caller user; None: the server), in one statement: by
+    each one's position, its chat, or Throttled when the write limit refused it.
     Run for a batch of creates (chatsvc/creates.py)."""
     positions = [position for position, (_, members) in enumerate(chats, 1) for _ in members.users]
-    users = [user for _, members in chats for user in members.users]
+    member_users = [user for _, members in chats for user in members.users]
     roles = [role for _, members in chats for role in members.roles]
-    rows = await conn.fetch(CREATE_CHAT, [title for title, _ in chats], positions, users, roles)
-    return {row["position"] - 1: Created(row["id"], row["chat"]) for row in rows}
+    rows = await conn.fetch(
+        CREATE_CHAT, [title for title, _ in chats], positions, member_users, roles, users, per_write, burst
+    )
+    return {
+        row["position"] - 1: Created(row["id"], row["chat"])
+        if row["retry_after"] is None
+        else Throttled(row["retry_after"])
+        for row in rows
+    }
 
 
 async def create_chat_once(

@@ -7,7 +7,9 @@ with a pool of one connection held by the test, so that who waits is certain.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import os
+from collections.abc import Awaitable, Sequence
+from typing import Any
 
 import asyncpg
 import orjson
@@ -262,16 +264,24 @@ async def edited_chat(pool: Pool, author: str, others: list[str]) -> tuple[int, 
     return chat_id, ids
 
 
-async def queued_edits(
-    pool: Pool, wanted: Sequence[tuple[int, int, str, str | None]], limit: WriteLimit = LIMIT
-) -> list[object]:
-    """The edits, queued behind a busy connection so that they make one batch."""
+async def queued(
+    pool: Pool, batched: batching.Batched[Any, Any], calls: Sequence[Awaitable[Any]]
+) -> list[Any]:
+    """What the calls return (or raise), queued behind a busy connection so that they make
+    one batch of batched."""
     held = await pool.acquire()
-    pending = [asyncio.create_task(edits.edit_message(pool, *edit, limit)) for edit in wanted]
+    pending = [asyncio.ensure_future(call) for call in calls]
     await asyncio.sleep(0.05)
-    assert pool.waiting == 1 and edits.EDITS.collecting(pool) == len(wanted)  # one batch
+    assert pool.waiting == 1 and batched.collecting(pool) == len(calls)  # one batch
     pool.release(held)
     return await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def queued_edits(
+    pool: Pool, wanted: Sequence[tuple[int, int, str, str | None]], limit: WriteLimit = LIMIT
+) -> list[Any]:
+    """The edits (chat id, message id, text, caller user), made in one batch."""
+    return await queued(pool, edits.EDITS, [edits.edit_message(pool, *edit, limit) for edit in wanted])
 
 
 async def test_edits_queued_together_each_get_what_their_caller_may_do(pool: Pool) -> None:
@@ -524,6 +534,45 @@ async def test_listings_by_activity_queued_together_each_get_their_own_users_cha
 # -- creates ----------------------------------------------------------------------
 
 
+async def queued_creates(
+    pool: Pool, wanted: Sequence[tuple[str, Members, str | None]], limit: WriteLimit = LIMIT
+) -> list[Any]:
+    """The creates (title, members, caller user), made in one batch."""
+    return await queued(
+        pool, creates.CREATES, [creates.create_chat(pool, *create, limit) for create in wanted]
+    )
+
+
+async def test_a_create_batch_charges_each_users_creates_and_creates_only_those_granted(pool: Pool) -> None:
+    """Burst 2 and no refill to speak of: a user's third create in the batch is refused
+    and creates nothing; another user's and the server's are not held back by it."""
+    ann, bob = (f"{name}-charged-creates-{os.urandom(4).hex()}" for name in ("ann", "bob"))
+    limit = WriteLimit(0.001, 2)  # two creates now, the next in 1,000 s
+    owner = Members([ann], ["owner"])
+    wanted = [
+        ("ann 1", owner, ann),
+        ("bob 1", Members([bob], ["owner"]), bob),
+        ("ann 2", owner, ann),
+        ("server's", Members([], []), None),
+        ("ann 3", owner, ann),
+    ]
+    ann_1, bob_1, ann_2, server, ann_3 = await queued_creates(pool, wanted, limit)
+    assert isinstance(ann_3, TooManyWrites) and ann_3.status == 429
+    assert 998 <= int(ann_3.headers["Retry-After"]) <= 1000
+    for (title, _, _), chat in zip(wanted, (ann_1, bob_1, ann_2, server), strict=False):
+        assert isinstance(chat, queries.Created) and orjson.loads(chat.json)["title"] == title
+    async with pool.connection() as conn:
+        anns = await conn.fetchval("SELECT count(*) FROM chat_members WHERE user_id = $1", ann)
+        assert anns == 2  # nothing of the refused one was stored
+        buckets = await conn.fetch(
+            "SELECT user_id, granted FROM user_write_buckets WHERE user_id = ANY ($1) ORDER BY user_id",
+            [ann, bob],
+        )
+    assert [(row["user_id"], row["granted"]) for row in buckets] == [(ann, 2), (bob, 1)]
+    (again,) = await queued_creates(pool, [("ann 4", owner, ann)], limit)
+    assert isinstance(again, TooManyWrites)  # the bucket is empty: charged across batches too
+
+
 async def test_creates_queued_together_each_make_their_own_chat_with_its_own_members(pool: Pool) -> None:
     wanted = [
         ("alone", Members([], [])),
@@ -531,12 +580,7 @@ async def test_creates_queued_together_each_make_their_own_chat_with_its_own_mem
         ("alone", Members([], [])),  # two equal creates are two chats
         ("three", Members(["bob", "carol", "dave"], ["owner", "member", "member"])),
     ]
-    held = await pool.acquire()
-    pending = [asyncio.create_task(creates.create_chat(pool, title, members)) for title, members in wanted]
-    await asyncio.sleep(0.05)
-    assert pool.waiting == 1 and creates.CREATES.collecting(pool) == len(wanted)
-    pool.release(held)
-    created = await asyncio.gather(*pending)
+    created = await queued_creates(pool, [(title, members, None) for title, members in wanted])
     assert len({chat.id for chat in created}) == len(wanted)
     async with pool.connection() as conn:
         for (title, members), chat in zip(wanted, created, strict=True):
@@ -556,13 +600,10 @@ async def test_a_chat_the_database_refuses_fails_alone_and_the_rest_of_its_batch
     await other.execute("ROLLBACK")
     await other.execute("ALTER TABLE chats ADD CONSTRAINT no_refused CHECK (title <> 'refused') NOT VALID")
     try:
-        held = await pool.acquire()
         titles = ["before", "refused", "after"]
-        pending = [asyncio.create_task(creates.create_chat(pool, title, Members([], []))) for title in titles]
-        await asyncio.sleep(0.05)
-        assert pool.waiting == 1
-        pool.release(held)
-        before, refused, after = await asyncio.gather(*pending, return_exceptions=True)
+        before, refused, after = await queued_creates(
+            pool, [(title, Members([], []), None) for title in titles]
+        )
         assert isinstance(refused, asyncpg.CheckViolationError)
         for title, chat in (("before", before), ("after", after)):
             assert isinstance(chat, queries.Created) and orjson.loads(chat.json)["title"] == title

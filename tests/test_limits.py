@@ -127,8 +127,11 @@ async def test_a_refused_write_stores_nothing(aiohttp_client: AiohttpClient, emp
     assert await statuses(client, alice, 2) == [201, 201]
     assert (await create(client, alice)).status == 429
     assert (await create(client, alice, **{"Idempotency-Key": "refused-key"})).status == 429
-    # Refused before the body is read: an invalid one is 429 too, not 422.
-    invalid = await client.post("/chats/", data=b"{", headers={**alice, "Content-Type": "application/json"})
+    # A write charged before its handler runs is refused before its body is read:
+    # an invalid one is 429 too, not 422.
+    invalid = await client.put(
+        "/chats/1/members/someone", data=b"{", headers={**alice, "Content-Type": "application/json"}
+    )
     await problem(invalid, 429)
     conn = await asyncpg.connect(empty_database_url)
     try:
@@ -139,10 +142,14 @@ async def test_a_refused_write_stores_nothing(aiohttp_client: AiohttpClient, emp
 
 
 async def test_a_write_the_handler_refuses_still_counts(limited: Limited) -> None:
+    """A write charged before its handler runs counts whatever the handler answers; an
+    unkeyed create, charged by the statement that would store it, reads its body
+    first, and an invalid one (422) never reaches the statement: it takes nothing."""
     client = await limited(rate=NO_REFILL, burst=2)
     alice = someone()
     invalid = await client.post("/chats/", json={"title": ""}, headers=alice)
     await problem(invalid, 422)
+    await problem(await client.delete(f"/chats/{2**62}", headers=alice), 404)
     assert await statuses(client, alice, 2) == [201, 429]
 
 
@@ -458,7 +465,15 @@ def _charge_upsert(name: str, per_write: str, burst: str) -> str:
     return " ".join(code.replace(per_write, "PER_WRITE").replace(burst, "BURST").split())
 
 
-def test_a_sends_charge_is_the_same_upsert_as_every_other_writes() -> None:
-    """create_messages.sql charges a batch's sends with a copy of take_user_writes.sql's
-    upsert (one round trip fewer per send): the two must count alike."""
-    assert _charge_upsert("create_messages", "$6", "$7") == _charge_upsert("take_user_writes", "$2", "$3")
+@pytest.mark.parametrize(
+    ("statement", "per_write", "burst"),
+    [("create_messages", "$6", "$7"), ("edit_messages", "$7", "$8"), ("create_chat", "$6", "$7")],
+)
+def test_a_batch_that_charges_its_own_writes_does_the_same_upsert_as_every_other_write(
+    statement: str, per_write: str, burst: str
+) -> None:
+    """Batched sends, edits and creates are charged by a copy of take_user_writes.sql's
+    upsert in their own statement (one round trip fewer per batch): each copy must
+    count alike. A copy rather than a function the four call, so that each statement
+    reads whole on its own."""
+    assert _charge_upsert(statement, per_write, burst) == _charge_upsert("take_user_writes", "$2", "$3")

@@ -2,11 +2,11 @@
 
 from aiohttp import web
 
-from chatsvc import creates, models, parameters, queries, reads
+from chatsvc import creates, limits, models, parameters, queries, reads
 from chatsvc.callers import Caller
 from chatsvc.handlers import caller_of, created_response, json_response, reading_database
 from chatsvc.idempotency import chat_fingerprint, run_keyed
-from chatsvc.keys import DATABASE, SETTINGS
+from chatsvc.keys import DATABASE, SETTINGS, WRITE_LIMIT
 from chatsvc.models import ChatCreate
 from chatsvc.openapi import (
     BODY_PROBLEMS,
@@ -48,10 +48,11 @@ async def create_chat(request: web.Request) -> web.Response:
     key = idempotency_key(request)
     body = await json_body(request, ChatCreate, request.app[SETTINGS].body_timeout)
     members = members_of_new_chat(caller, body)
-    db = request.app[DATABASE]
-    if key is None:
-        chat = await creates.create_chat(db, body.title, members)
+    db, limit = request.app[DATABASE], request.app[WRITE_LIMIT]
+    if key is None:  # charged to the user's write limit by the batch's statement
+        chat = await creates.create_chat(db, body.title, members, caller.user, limit)
     else:
+        await limits.charge_write(db, limit, caller.user)
         digest = chat_fingerprint(body.title, members.users, members.roles)
         # A key whose chat was deleted since: KeyedResourceGone, 404 (chatsvc/errors.py).
         chat = await run_keyed(
@@ -161,6 +162,7 @@ ROUTES: Routes = {
                 CREATED_HEADERS,
                 links=CHAT_LINKS,
             ),
+            charged_by_handler=True,
         ),
     },
     "/chats/{chat_id}": {
