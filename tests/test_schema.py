@@ -32,6 +32,7 @@ CATALOG = {
                || CASE is_nullable WHEN 'NO' THEN ' not null' ELSE '' END
                || coalesce(' default ' || column_default, '')
                || CASE is_identity WHEN 'YES' THEN ' identity ' || identity_generation ELSE '' END
+               || CASE is_generated WHEN 'ALWAYS' THEN ' generated ' || generation_expression ELSE '' END
         FROM information_schema.columns
         WHERE table_schema = 'public' AND table_name NOT LIKE '%yoyo%'
         ORDER BY table_name, ordinal_position""",

@@ -53,16 +53,8 @@ SELECT
                             c.id,
                             c.title,
                             c.created_at,
-                            (
-                                SELECT to_json(newest)
-                                FROM (
-                                    SELECT id, chat_id, author, text, created_at, edited_at
-                                    FROM messages
-                                    WHERE chat_id = c.id
-                                    ORDER BY id DESC
-                                    LIMIT 1
-                                ) AS newest
-                            ) AS last_message,
+                            -- its stored rendering (migrations/0010), cast to json to nest in the chat's
+                            (SELECT rendered::json FROM messages WHERE chat_id = c.id ORDER BY id DESC LIMIT 1) AS last_message,
                             member.last_read_id,
                             -- unread_count: the messages above the read marker that others
                             -- wrote, from counters (migrations/0007): those sent after the

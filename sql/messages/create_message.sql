@@ -35,7 +35,7 @@ created AS (
     INSERT INTO messages (chat_id, seq, author, text)
     SELECT chat.id, chat.sent_count + 1, $3, $2
     FROM chat
-    RETURNING id, chat_id, author, text, created_at, edited_at
+    RETURNING id, chat_id, rendered
 ),
 counted AS (
     UPDATE chats
@@ -49,5 +49,5 @@ unflushed AS MATERIALIZED (
     FROM chat
     WHERE EXISTS (SELECT FROM chat_listeners WHERE chat_listeners.chat_id = chat.id)
 )
-SELECT id, to_json(created) AS message, EXISTS (SELECT FROM unflushed) AS unflushed
+SELECT id, rendered AS message, EXISTS (SELECT FROM unflushed) AS unflushed
 FROM created;

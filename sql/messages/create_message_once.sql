@@ -42,11 +42,11 @@ earlier AS (
     SELECT
         key_row.message_id AS id,
         coalesce(key_row.fingerprint = $7, message.text = $2) AS same_body,
-        to_json(message) AS message
+        message.rendered AS message
     FROM chat
     JOIN message_idempotency_keys AS key_row ON key_row.chat_id = chat.id
     LEFT JOIN LATERAL (
-        SELECT id, chat_id, author, text, created_at, edited_at
+        SELECT text, rendered
         FROM messages
         WHERE chat_id = key_row.chat_id AND id = key_row.message_id
     ) AS message ON true
@@ -57,7 +57,7 @@ created AS (
     SELECT chat.id, chat.sent_count + 1, $3, $2
     FROM chat
     WHERE NOT EXISTS (SELECT FROM earlier)
-    RETURNING id, chat_id, author, text, created_at, edited_at
+    RETURNING id, chat_id, rendered
 ),
 counted AS (
     UPDATE chats
@@ -75,7 +75,7 @@ unflushed AS MATERIALIZED (
     FROM chat
     WHERE EXISTS (SELECT FROM chat_listeners WHERE chat_listeners.chat_id = chat.id)
 )
-SELECT id, false AS replayed, true AS same_body, to_json(created) AS message,
+SELECT id, false AS replayed, true AS same_body, rendered AS message,
     EXISTS (SELECT FROM unflushed) AS unflushed
 FROM created
 UNION ALL

@@ -119,10 +119,7 @@ created AS (
     SELECT chat_id, seq, author, text
     FROM stored
     ORDER BY position
-    RETURNING
-        id,
-        chat_id,
-        (SELECT to_json(message) FROM (SELECT id, chat_id, author, text, created_at, edited_at) AS message) AS message
+    RETURNING id, chat_id, rendered AS message
 ),
 counted AS (
     UPDATE chats

@@ -34,7 +34,8 @@ edited AS (
             OR (SELECT role FROM caller) = ANY ($5::text[])
             OR (messages.author = $4 AND (SELECT role FROM caller) = ANY ($6::text[]))
         )
-    RETURNING messages.id, messages.chat_id, messages.author, messages.text, messages.created_at, messages.edited_at
+    -- rendered is the new text's (a generated column: migrations/0010)
+    RETURNING messages.id, messages.chat_id, messages.rendered
 ),
 logged AS (
     INSERT INTO message_changes (chat_id, id, message_id, deleted)
@@ -47,4 +48,4 @@ SELECT
         WHEN EXISTS (SELECT FROM edited) THEN true
         ELSE EXISTS (SELECT FROM messages WHERE chat_id = $1 AND id = $2)
     END AS found,
-    (SELECT to_json(edited) FROM edited) AS message;
+    (SELECT rendered FROM edited) AS message;

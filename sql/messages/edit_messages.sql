@@ -109,13 +109,7 @@ edited AS (
         allowed.position,
         messages.chat_id,
         messages.id,
-        (
-            SELECT to_json(message)
-            FROM (
-                SELECT messages.id, messages.chat_id, messages.author, messages.text,
-                    messages.created_at, messages.edited_at
-            ) AS message
-        ) AS message
+        messages.rendered AS message  -- the new text's (a generated column: migrations/0010)
 ),
 logged AS (
     INSERT INTO message_changes (chat_id, id, message_id, deleted)

@@ -8,7 +8,7 @@
 -- params: $1 chat_ids bigint[], $2 message_ids bigint[], $3 caller_users text[] (null for the server;
 --         all three the same length), $4 roles text[] (member roles allowed to read)
 -- returns: chat_id bigint, message_id bigint, caller_user text,
---          message json {id, chat_id, author, text, created_at, edited_at}, null when the chat does
+--          message text, JSON {id, chat_id, author, text, created_at, edited_at}, null when the chat does
 --          not exist, holds no such message, or the caller may not read it (-> 404)
 -- uses: messages_pkey (chat_id, id); chat_members_pkey
 SELECT
@@ -16,19 +16,17 @@ SELECT
     wanted.message_id,
     wanted.caller_user,
     (
-        SELECT to_json(message)
-        FROM (
-            SELECT id, chat_id, author, text, created_at, edited_at
-            FROM messages
-            WHERE chat_id = wanted.chat_id AND id = wanted.message_id
-                AND (
-                    wanted.caller_user IS NULL
-                    OR (
-                        SELECT role
-                        FROM chat_members
-                        WHERE chat_id = wanted.chat_id AND user_id = wanted.caller_user
-                    ) = ANY ($4::text[])
-                )
-        ) AS message
+        -- Its stored rendering (migrations/0010).
+        SELECT rendered
+        FROM messages
+        WHERE chat_id = wanted.chat_id AND id = wanted.message_id
+            AND (
+                wanted.caller_user IS NULL
+                OR (
+                    SELECT role
+                    FROM chat_members
+                    WHERE chat_id = wanted.chat_id AND user_id = wanted.caller_user
+                ) = ANY ($4::text[])
+            )
     ) AS message
 FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS wanted (chat_id, message_id, caller_user);

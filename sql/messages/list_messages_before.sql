@@ -13,7 +13,7 @@
 --         $3 message_limits bigint[] (each 1 to 100), $4 caller_users text[] (null for the server;
 --         all four the same length), $5 roles text[] (member roles allowed to read)
 -- returns: chat_id bigint, before bigint, message_limit bigint, caller_user text,
---          page json {messages: [{id, chat_id, author, text, created_at, edited_at}], has_more: bool},
+--          page text, JSON {messages: [{id, chat_id, author, text, created_at, edited_at}], has_more: bool},
 --          null when the chat does not exist or the caller may not read it
 -- uses: chats_pkey; chat_members_pkey; messages_pkey (chat_id, id) scanned backward from before
 SELECT
@@ -22,35 +22,32 @@ SELECT
     wanted.message_limit,
     wanted.caller_user,
     (
-        SELECT to_json(history)
-        FROM (
-            SELECT
-                coalesce(array_to_json(rendered.messages), '[]') AS messages,
-                -- Older messages exist when the page's oldest is not the chat's oldest (one index probe).
-                coalesce(
-                    rendered.oldest > (SELECT min(id) FROM messages WHERE chat_id = c.id), false
-                ) AS has_more
-            FROM chats AS c
-            -- The page, each message rendered once. OFFSET 0 keeps it one subquery run once per page.
-            CROSS JOIN LATERAL (
-                SELECT array_agg(to_json(page) ORDER BY page.id) AS messages, min(page.id) AS oldest
-                FROM (
-                    SELECT id, chat_id, author, text, created_at, edited_at
-                    FROM messages
-                    WHERE chat_id = c.id AND id < wanted.before
-                    ORDER BY id DESC
-                    LIMIT wanted.message_limit
-                ) AS page
-                OFFSET 0
-            ) AS rendered
-            WHERE c.id = wanted.chat_id
-                AND (
-                    wanted.caller_user IS NULL
-                    OR (
-                        SELECT role FROM chat_members WHERE chat_id = c.id AND user_id = wanted.caller_user
-                    ) = ANY ($5::text[])
-                )
-        ) AS history
+        -- {"messages": [...], "has_more": bool}, joined from the messages' stored
+        -- renderings (migrations/0010) rather than rendered again.
+        SELECT '{"messages":[' || coalesce(rendered.messages, '') || '],"has_more":'
+            -- Older messages exist when the page's oldest is not the chat's oldest (one index probe).
+            || coalesce(rendered.oldest > (SELECT min(id) FROM messages WHERE chat_id = c.id), false)
+            || '}'
+        FROM chats AS c
+        -- The page. OFFSET 0 keeps it one subquery run once per page.
+        CROSS JOIN LATERAL (
+            SELECT string_agg(page.rendered, ',' ORDER BY page.id) AS messages, min(page.id) AS oldest
+            FROM (
+                SELECT id, rendered
+                FROM messages
+                WHERE chat_id = c.id AND id < wanted.before
+                ORDER BY id DESC
+                LIMIT wanted.message_limit
+            ) AS page
+            OFFSET 0
+        ) AS rendered
+        WHERE c.id = wanted.chat_id
+            AND (
+                wanted.caller_user IS NULL
+                OR (
+                    SELECT role FROM chat_members WHERE chat_id = c.id AND user_id = wanted.caller_user
+                ) = ANY ($5::text[])
+            )
     ) AS page
 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[])
     AS wanted (chat_id, before, message_limit, caller_user);

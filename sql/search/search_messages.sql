@@ -22,7 +22,7 @@
 -- uses: messages_search (GIN) or messages_id_for_search / messages_pkey backward; chat_members_user_id_chat_id
 --       (a user's chats, and chats_pkey for their newest message); chats_pkey and chat_members_pkey (for $2)
 WITH found AS (
-    SELECT m.id, m.chat_id, m.author, m.text, m.created_at, m.edited_at
+    SELECT m.id, m.rendered
     FROM messages AS m
     WHERE to_tsvector('simple', message_words(m.text))
             -- The query's words, each a prefix, all required: 'word1':* & 'word2':*.
@@ -71,8 +71,9 @@ SELECT CASE
         FROM (
             SELECT
                 coalesce(
+                    -- The messages' stored renderings (migrations/0010), cast to json to nest.
                     (
-                        SELECT array_to_json(array_agg(shown ORDER BY shown.id DESC))
+                        SELECT ('[' || string_agg(shown.rendered, ',' ORDER BY shown.id DESC) || ']')::json
                         FROM (SELECT * FROM found ORDER BY id DESC LIMIT $4) AS shown
                     ),
                     '[]'
