@@ -27,15 +27,23 @@
 CREATE FUNCTION message_json(
     id bigint, chat_id bigint, author text, text text, created_at timestamptz, edited_at timestamptz
 ) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN '{"id":' || id
-    || ',"chat_id":' || chat_id
-    || ',"author":' || coalesce(to_json(author)::text, 'null')
-    || ',"text":' || to_json(text)::text
-    -- to_json() of a timestamp without time zone has no offset: the UTC one is appended.
-    || ',"created_at":' || rtrim(to_json(created_at AT TIME ZONE 'UTC')::text, '"') || '+00:00"'
-    || ',"edited_at":' || coalesce(rtrim(to_json(edited_at AT TIME ZONE 'UTC')::text, '"') || '+00:00"', 'null')
-    || '}';
+-- PL/pgSQL, not SQL: PostgreSQL inlines no IMMUTABLE SQL function whose body
+-- calls a STABLE one (to_json() is, for the sake of other types), and a SQL
+-- function it does not inline costs about 9 us a row written, this one 3 us
+-- (an INSERT of 5,000 messages, EXPLAIN ANALYZE: 43 us a row without the column).
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN '{"id":' || id
+        || ',"chat_id":' || chat_id
+        || ',"author":' || coalesce(to_json(author)::text, 'null')
+        || ',"text":' || to_json(text)::text
+        -- to_json() of a timestamp without time zone has no offset: the UTC one is appended.
+        || ',"created_at":' || rtrim(to_json(created_at AT TIME ZONE 'UTC')::text, '"') || '+00:00"'
+        || ',"edited_at":'
+        || coalesce(rtrim(to_json(edited_at AT TIME ZONE 'UTC')::text, '"') || '+00:00"', 'null')
+        || '}';
+END
+$$;
 
 ALTER TABLE messages
     ADD COLUMN rendered text NOT NULL
