@@ -164,3 +164,25 @@ async def test_a_member_being_added_holds_off_sends_until_its_copy_is_in(
     newer = await chat_with(client, carol)
     await post_as(client, chat_id, None)
     assert await activity_ids(client, carol) == [chat_id, newer]
+
+
+async def test_a_flush_leaves_the_chats_it_keeps_unlocked(empty_database_url: str) -> None:
+    """The most recently active unlisted chats, which the flush leaves unlisted, are the
+    ones being written to: while a flush's transaction is open, a writer locks them at
+    once (a locking clause beside the flush's OFFSET would hold them)."""
+    flusher, writer = [await asyncpg.connect(empty_database_url) for _ in range(2)]
+    try:
+        chats = [
+            await flusher.fetchval("INSERT INTO chats (title) VALUES ($1) RETURNING id", f"chat {n}")
+            for n in range(5)
+        ]
+        await flusher.execute("BEGIN")
+        assert await flusher.fetchval(queries.FLUSH_ACTIVITY, 10, 3) == 2  # the two oldest
+        for kept in chats[2:]:  # the three newest: kept unlisted, and free
+            await writer.execute("SET lock_timeout = '100ms'")
+            await writer.execute("SELECT FROM chats WHERE id = $1 FOR NO KEY UPDATE", kept)
+        listed = await writer.fetch("SELECT id FROM chats WHERE listed_activity IS NOT NULL")
+        assert listed == []  # nothing committed yet
+    finally:
+        await flusher.close()
+        await writer.close()

@@ -606,7 +606,7 @@ async def test_the_activity_flush_reads_the_unlisted_chats_and_their_members_onl
     """sql/chats/flush_activity.sql with 50 chats unlisted among 21,000, the kept most
     recently active of them left so: the partial index chats_unlisted (all of it, 50
     entries), then per chat listed its members through chat_members_pkey and its row
-    through chats_pkey; nothing of the listed chats."""
+    through chats_pkey (twice: locked, then updated); nothing of the listed chats."""
     conn, _ = plans
     async with rolled_back(conn):
         unlisted = await conn.fetch(
@@ -629,12 +629,32 @@ async def test_the_activity_flush_reads_the_unlisted_chats_and_their_members_onl
         assert left == hot
         chats = rows_read(plan, "chats")
         assert {node["Index Name"] for node in chats} <= {"chats_unlisted", "chats_pkey"}, plan
-        assert total_rows(chats) <= 2 * len(unlisted), plan
+        assert total_rows(chats) <= len(unlisted) + 2 * (len(unlisted) - kept), plan
         on_members = rows_read(plan, "chat_members")
         assert {node["Index Name"] for node in on_members} == {"chat_members_pkey"}, plan
         # The members, give or take EXPLAIN's rounding of each chat's average (per_loop).
         assert total_rows(on_members) <= members + len(unlisted), plan
         no_table_sorted_or_scanned_whole(plan, 1000)
+
+
+async def test_a_round_of_the_activity_flush_costs_its_batch_not_the_backlog(
+    plans: tuple[asyncpg.Connection, int],
+) -> None:
+    """A backlog of 2,000 unlisted chats (a burst of creates) under statistics taken when
+    none was: a round of 10, 100 kept, reads the 110 entries of chats_unlisted it walks,
+    then its 10 chats by key, twice; never the rest of the backlog."""
+    conn, _ = plans
+    async with rolled_back(conn):
+        await conn.execute(
+            "UPDATE chats SET listed_activity = NULL WHERE id IN (SELECT id FROM chats ORDER BY id LIMIT 2000)"
+        )
+        plan = await explain(conn, queries.FLUSH_ACTIVITY, 10, 100)
+        chats = rows_read(plan, "chats")
+        assert {node["Index Name"] for node in chats} <= {"chats_unlisted", "chats_pkey"}, plan
+        assert total_rows(chats) <= 110 + 2 * 10, plan
+        on_members = rows_read(plan, "chat_members")
+        assert {node["Index Name"] for node in on_members} == {"chat_members_pkey"}, plan
+        no_table_sorted_or_scanned_whole(plan, 10)
 
 
 @pytest.mark.parametrize("limit", [1, 20, 100])

@@ -20,27 +20,43 @@
 --         unlisted chats left unlisted)
 -- returns: bigint, how many chats were marked listed (fewer than $1: no more to do now)
 -- uses: chats_unlisted (by activity, newest first); chat_members_pkey (the members of each chat); chats_pkey
-WITH due AS (
-    SELECT id, activity, sent_count
+-- The round's chats are chosen first and locked after, by primary key. A
+-- locking clause beside OFFSET would lock the rows OFFSET skips too: the $2
+-- chats being written to, whose sends then waited for the flush. And every
+-- later step finds its chats by primary key: statistics taken while few chats
+-- were unlisted (the usual case) let the planner scan all of chats_unlisted
+-- for them instead, and a backlog (thousands of new chats) then cost each
+-- round all of it. Both made sends after a burst of creates wait and starve
+-- (bench/compare.py --scenarios create_chat,post_message: post_message at 200
+-- req/s, against 4,000 before the burst).
+WITH candidate AS (
+    SELECT id
     FROM chats
     WHERE listed_activity IS NULL AND (SELECT pg_try_advisory_xact_lock(hashtext('chatsvc flush_activity')))
     ORDER BY activity DESC, id DESC
     OFFSET $2
     LIMIT $1
+),
+-- No recheck of listed_activity: only the flush lists a chat, one flush at a time.
+due AS (
+    SELECT id, activity, sent_count
+    FROM chats
+    WHERE id = ANY (ARRAY(SELECT id FROM candidate))
     FOR NO KEY UPDATE SKIP LOCKED
 ),
 copied AS (
     UPDATE chat_members AS member
     SET activity = due.activity
     FROM due
-    WHERE member.chat_id = due.id AND member.activity <> due.activity
+    WHERE member.chat_id = ANY (ARRAY(SELECT id FROM due))  -- each chat's members, by key
+        AND member.chat_id = due.id AND member.activity <> due.activity
 ),
 listed AS (
     UPDATE chats
     SET listed_activity = due.activity
     FROM due
-    WHERE chats.id = due.id AND chats.listed_activity IS NULL
-        AND chats.activity = due.activity AND chats.sent_count = due.sent_count
+    WHERE chats.id = ANY (ARRAY(SELECT id FROM due))  -- each chat, by key
+        AND chats.id = due.id AND chats.activity = due.activity AND chats.sent_count = due.sent_count
     RETURNING chats.id
 )
 SELECT count(*) FROM listed;
