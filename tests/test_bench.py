@@ -85,3 +85,24 @@ def test_a_value_past_its_target_is_reported_by_name() -> None:
         "members / ceiling_http: 0.34, target >= 0.35",
         "create_chat / ceiling_http: 0.29, target >= 0.3",
     ]
+
+
+def test_the_profile_summary_counts_each_sample_where_its_innermost_frame_is(tmp_path: Path) -> None:
+    """bench/profile_summary.py, which makes bench/profiles/README.md's table."""
+    spec = importlib.util.spec_from_file_location("profile_summary", ROOT / "bench" / "profile_summary.py")
+    assert spec is not None and spec.loader is not None
+    summary = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summary)
+    loop = "main (chatsvc/__main__.py:152);run (chatsvc/workers.py:53)"
+    profile = tmp_path / "run1-get_chat.txt"
+    profile.write_text(
+        f"{loop} 5\n"  # in the loop's own C code
+        f"{loop};StreamWriter._writelines (aiohttp/http_writer.py:116) 3\n"
+        f"{loop};observe (chatsvc/observe.py:58) 2\n"
+        f"{loop};observe (chatsvc/observe.py:58);Connection._do_execute (asyncpg/connection.py:2069) 4\n"
+        f"{loop};MutexValue.inc (prometheus_client/values.py:28) 1\n"
+        " 1\n"  # no Python frame at all
+    )
+    total, columns = summary.summary(profile)
+    assert total == 16
+    assert dict(columns) == {"uvloop's loop": 5, "aiohttp": 3, "chatsvc": 2, "asyncpg": 4, "the rest": 2}
