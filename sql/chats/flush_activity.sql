@@ -8,7 +8,8 @@
 -- costs each listing one probe of it. A chat whose row is locked (a send, a
 -- deletion or a member being added, under way) is skipped, left for the next
 -- flush: the flush never waits behind a writer, and a writer waits for one
--- short flush at most. A member added just before this statement locked the
+-- short flush at most. A round that skips one lists fewer than $1, so the
+-- flush stops there until its next interval (chatsvc/activity.py). A member added just before this statement locked the
 -- chat, whom its snapshot does not see, holds the activity read under that
 -- member's share lock (sql/members/put_member.sql): the one marked listed
 -- here. The last UPDATE's recheck (the activity and sent_count read) is then
