@@ -24,8 +24,8 @@ import asyncpg
 from chatsvc import queries
 from chatsvc.batching import Batched, refused_alone
 from chatsvc.db import Pool
-from chatsvc.limits import TooManyWrites, WriteLimit
-from chatsvc.queries import Created, Members, Throttled
+from chatsvc.limits import WriteLimit, refused_if_throttled
+from chatsvc.queries import Created, Members
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -49,9 +49,7 @@ async def _store_batch(
         creates[0].limit.burst,
     )
     return {
-        creates[position]: TooManyWrites(creates[position].limit, chat.retry_after)
-        if isinstance(chat, Throttled)
-        else chat
+        creates[position]: refused_if_throttled(creates[position].limit, chat)
         for position, chat in created.items()
     }
 

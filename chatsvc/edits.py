@@ -22,9 +22,9 @@ import asyncpg
 from chatsvc import limits, queries
 from chatsvc.batching import Batched, refused_alone
 from chatsvc.db import Pool
-from chatsvc.limits import TooManyWrites, WriteLimit
+from chatsvc.limits import WriteLimit, refused_if_throttled
 from chatsvc.permissions import Action, own_roles_allowed, roles_allowed
-from chatsvc.queries import MessageRefused, Throttled
+from chatsvc.queries import MessageRefused
 
 _ANY = roles_allowed(Action.EDIT_MESSAGE)
 _OWN = own_roles_allowed(Action.EDIT_MESSAGE)
@@ -70,12 +70,7 @@ async def _edit_batch(
     results: dict[_Edit, str | MessageRefused | Exception] = {edit: _EditedInBatch() for edit in edits}
     for position, result in done.items():
         edit = batch[position]
-        if result is None:
-            results[edit] = _ChatBusy()
-        elif isinstance(result, Throttled):
-            results[edit] = TooManyWrites(edit.limit, result.retry_after)
-        else:
-            results[edit] = result
+        results[edit] = _ChatBusy() if result is None else refused_if_throttled(edit.limit, result)
     return results
 
 

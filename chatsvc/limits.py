@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 import asyncpg
 
@@ -37,6 +38,7 @@ from chatsvc import queries
 from chatsvc.batching import Batched
 from chatsvc.db import Pool
 from chatsvc.problems import Problem
+from chatsvc.queries import Throttled
 
 # Buckets examined per statement while purging: short statements, few locks.
 PURGE_BATCH = 1000
@@ -89,6 +91,15 @@ class TooManyWrites(Problem):
             f" nothing was stored. Retry in {seconds} s.",
             headers={"Retry-After": str(seconds)},
         )
+
+
+T = TypeVar("T")
+
+
+def refused_if_throttled(limit: WriteLimit, result: T | Throttled) -> T | TooManyWrites:
+    """One write's answer from a statement that charged it (a batched send, edit or create):
+    TooManyWrites when the charge refused it, else the answer."""
+    return TooManyWrites(limit, result.retry_after) if isinstance(result, Throttled) else result
 
 
 def retry_after_seconds(wait: timedelta) -> int:

@@ -32,7 +32,7 @@ from chatsvc import queries
 from chatsvc.batching import Batched, refused_alone
 from chatsvc.db import Pool
 from chatsvc.idempotency import message_fingerprint, run_keyed
-from chatsvc.limits import TooManyWrites, WriteLimit
+from chatsvc.limits import WriteLimit, refused_if_throttled
 from chatsvc.permissions import Action, roles_allowed
 from chatsvc.queries import Created, Throttled
 
@@ -69,11 +69,7 @@ async def _store_batch(conn: asyncpg.Connection, sends: Sequence[_Send]) -> dict
 
 
 def _outcome(send: _Send, result: Created | Throttled | None) -> Created | Exception:
-    if result is None:
-        return _ChatBusy()
-    if isinstance(result, Throttled):
-        return TooManyWrites(send.limit, result.retry_after)
-    return result
+    return _ChatBusy() if result is None else refused_if_throttled(send.limit, result)
 
 
 SENDS = Batched(refused_alone(_store_batch))
