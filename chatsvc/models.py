@@ -29,6 +29,13 @@ def _strip(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
+def _integral(value: Any) -> Any:
+    # JSON Schema's "integer" is a number with no fraction, however written:
+    # 5.0 is 5 (and a client's encoder may write it so); 1.5 stays a float
+    # for the strict int check to refuse.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain the NUL character (U+0000)")
@@ -144,7 +151,7 @@ class MemberUpdate(RequestBody):
 
 
 class ReadMark(RequestBody):
-    message_id: int = Field(
+    message_id: Annotated[int, BeforeValidator(_integral)] = Field(
         ge=0,
         le=2**63 - 1,
         description="Every message with an id up to this one counts as read (any id, existing or not);"
