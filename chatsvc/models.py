@@ -30,9 +30,6 @@ def _strip(value: Any) -> Any:
 
 
 def _integral(value: Any) -> Any:
-    # JSON Schema's "integer" is a number with no fraction, however written:
-    # 5.0 is 5 (and a client's encoder may write it so); 1.5 stays a float
-    # for the strict int check to refuse.
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
@@ -93,6 +90,12 @@ Text = Annotated[
 ]
 
 
+# An integer in a request body. JSON Schema's "integer" (the schema's type) is a
+# number with no fraction, however written: 5.0 is 5 (some encoders write it
+# so); 1.5 stays a float for the strict int check to refuse, as do "5" and true.
+Integer = Annotated[int, BeforeValidator(_integral)]
+
+
 USER_ID_PATTERN = "^[!-~]{1,255}$"
 MEMBERS_MAX = 100
 
@@ -151,7 +154,7 @@ class MemberUpdate(RequestBody):
 
 
 class ReadMark(RequestBody):
-    message_id: Annotated[int, BeforeValidator(_integral)] = Field(
+    message_id: Integer = Field(
         ge=0,
         le=2**63 - 1,
         description="Every message with an id up to this one counts as read (any id, existing or not);"
