@@ -30,7 +30,7 @@ from chatsvc.keys import (
 from chatsvc.live.frames import SHUTTING_DOWN
 from chatsvc.live.hub import EventHub
 from chatsvc.metrics import Metrics
-from chatsvc.observe import add_request_id, observe
+from chatsvc.observe import observe
 from chatsvc.parsing import MAX_BODY_BYTES
 from chatsvc.problems import Handler
 from chatsvc.settings import Settings
@@ -251,7 +251,6 @@ def create_app(settings: Settings) -> web.Application:
     app[LIFECYCLE] = Lifecycle()
     app[OPENAPI] = openapi_document()
     app[METRICS] = Metrics(lambda: (app.get(DATABASE), app.get(EVENTS), app.get(REPLICA)))
-    app.on_response_prepare.append(add_request_id)
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(background_ctx)
     app.cleanup_ctx.append(replica_ctx)

@@ -59,6 +59,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         except Exception as exc:  # noqa: BLE001 - problem_for answers every error, logs unexpected ones
             response = problem_for(request, exc)
         status = response.status
+        if not response.prepared:  # an event stream sets its own before it starts (request_id)
+            response.headers[REQUEST_ID_HEADER] = request_id
         return response
     finally:
         duration = time.perf_counter() - started
@@ -79,8 +81,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         REQUEST_ID.reset(token)
 
 
-async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: every answer carries its request id, event streams included."""
-    request_id = request.get(_REQUEST_ID_KEY)
-    if request_id is not None:
-        response.headers[REQUEST_ID_HEADER] = request_id
+def request_id(request: web.Request) -> str:
+    """The request's id, for a handler that starts its answer itself (an event stream):
+    observe adds it to every other answer once the handler returns. Not an
+    on_response_prepare signal: aiohttp awaits one per answer, about 3% of a read's CPU."""
+    return request[_REQUEST_ID_KEY]

@@ -14,6 +14,7 @@ from pytest_aiohttp import AiohttpClient
 
 from chatsvc.app import ROUTES, create_app
 from chatsvc.logs import JsonFormatter
+from chatsvc.metrics import BUCKET_LABELS
 from chatsvc.settings import Settings
 from tests.api import create_chat, scrape, send, waiting_on_a_lock
 from tests.conftest import Client
@@ -34,7 +35,12 @@ async def test_every_answer_carries_a_generated_request_id(client: Client) -> No
         await client.get("/chats/0"),  # a problem answer
         await client.get("/no/such/route"),
         await client.put("/chats/"),
+        await client.head(f"/chats/{chat['id']}/events"),
+        await client.get("/docs/assets/swagger-ui.css"),  # a file, sent after the handler returns
     ]
+    stream = await client.get(f"/chats/{chat['id']}/events")  # started by its handler
+    responses.append(stream)
+    stream.close()
     ids = [response.headers["X-Request-ID"] for response in responses]
     assert all(re.fullmatch(r"[0-9a-f]{32}", request_id) for request_id in ids)
     assert len(set(ids)) == len(ids)
@@ -120,6 +126,19 @@ async def test_requests_are_counted_by_route_template_and_status(client: Client)
     assert ("chatsvc_http_requests_total", labels(method="GET", route="unmatched", status="404")) in metrics
     routes = {value for _, label_set in metrics for key, value in label_set if key == "route"}
     assert routes <= {*(path.rstrip("/") or "/" for path in ROUTES), "unmatched"}, routes
+
+
+async def test_request_durations_fall_in_cumulative_buckets(client: Client) -> None:
+    for _ in range(3):
+        assert (await client.get("/healthz")).status == 200
+    metrics = await scrape(client)
+    health = {"method": "GET", "route": "/healthz", "status": "200"}
+    name = "chatsvc_http_request_duration_seconds"
+    *buckets, infinite = [metrics[(f"{name}_bucket", labels(**health, le=le))] for le in BUCKET_LABELS]
+    assert buckets == sorted(buckets) and buckets[-1] <= infinite
+    assert infinite == metrics[(f"{name}_count", labels(**health))] == 3
+    # Each took at least a microsecond, and none a minute: they are in the finite buckets.
+    assert buckets[-1] == 3 and metrics[(f"{name}_sum", labels(**health))] > 3e-6
 
 
 async def test_the_listener_gauge_says_whether_live_events_are_connected(

@@ -9,6 +9,7 @@ from chatsvc.handlers import caller_of
 from chatsvc.keys import DATABASE, EVENTS, SETTINGS
 from chatsvc.live.frames import HEADERS
 from chatsvc.live.stream import run_stream
+from chatsvc.observe import REQUEST_ID_HEADER, request_id
 from chatsvc.openapi import CHAT_ID, EVENT_STREAM, SSE_EVENT, Operation, Route, Routes
 from chatsvc.parameters import EVENTS_AFTER
 from chatsvc.parsing import path_id, resume_point
@@ -32,7 +33,7 @@ async def chat_events(request: web.Request) -> web.StreamResponse:
         latest = await queries.get_latest_event_id(db, chat_id, caller.user, _READERS)
         if latest is None:  # deleted since, or the caller may not follow it
             raise chat_not_found(chat_id)
-        response = web.StreamResponse(headers=HEADERS)
+        response = web.StreamResponse(headers={**HEADERS, REQUEST_ID_HEADER: request_id(request)})
         if request.method == "HEAD":
             return response
         await response.prepare(request)
