@@ -27,7 +27,6 @@ log = logging.getLogger("chatsvc.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _ACCEPTED_ID = re.compile(r"[!-~]{1,200}")  # an incoming id is kept when it is this sane
-_REQUEST_ID_KEY = web.RequestKey("request_id", str)
 # Generated ids: a random per-process prefix and a counter. Unique across
 # processes and restarts like a UUID, at a tenth of uuid4()'s cost.
 _ID_PREFIX = os.urandom(8).hex()  # 16 hex digits, then 16 of the counter: 32, as a UUID
@@ -46,7 +45,6 @@ def route_of(request: web.Request) -> str:
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = incoming if _ACCEPTED_ID.fullmatch(incoming) else f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
-    request[_REQUEST_ID_KEY] = request_id
     token = REQUEST_ID.set(request_id)
     started = time.perf_counter()
     status = 500  # what the log says when the request is cancelled
@@ -81,8 +79,10 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         REQUEST_ID.reset(token)
 
 
-def request_id(request: web.Request) -> str:
-    """The request's id, for a handler that starts its answer itself (an event stream):
-    observe adds it to every other answer once the handler returns. Not an
-    on_response_prepare signal: aiohttp awaits one per answer, about 3% of a read's CPU."""
-    return request[_REQUEST_ID_KEY]
+def request_id() -> str:
+    """The id of the request being served, for a handler that starts its answer itself
+    (an event stream): observe adds it to every other answer once the handler returns.
+    Not an on_response_prepare signal: aiohttp awaits one per answer, about 3% of a read's CPU."""
+    current = REQUEST_ID.get()
+    assert current is not None, "called outside a request: observe sets it for each"
+    return current

@@ -33,7 +33,7 @@ async def chat_events(request: web.Request) -> web.StreamResponse:
         latest = await queries.get_latest_event_id(db, chat_id, caller.user, _READERS)
         if latest is None:  # deleted since, or the caller may not follow it
             raise chat_not_found(chat_id)
-        response = web.StreamResponse(headers={**HEADERS, REQUEST_ID_HEADER: request_id(request)})
+        response = web.StreamResponse(headers={**HEADERS, REQUEST_ID_HEADER: request_id()})
         if request.method == "HEAD":
             return response
         await response.prepare(request)
