@@ -82,8 +82,8 @@ def authenticated(
     write_limit (the route is a write), a user's request is then charged to that user's
     write limit: past it the answer is 429 and the handler does not run, so nothing is stored.
     This is where writes are charged, but for a route that charges in its own statement
-    (Route.charged_by_handler: a send, an edit or a create, whose batch charges and writes in one
-    round trip).
+    (Route.charged_by_handler: a send, an edit, a message deletion or a create, whose batch
+    charges and writes in one round trip).
     With a replica, a write's success answers its commit position (Chatsvc-Position)."""
     if access == "public":
         return handler

@@ -16,8 +16,9 @@ post_message a quarter of its throughput (bench/run.py, 0.74 of the same sends
 with CHATSVC_AUTH=off). Sends, the hot path, go further: their batch's own
 statement charges them (sql/messages/create_messages.sql does the same
 upsert), so a send pays no round trip for its charge at all (0.99 of auth off,
-bench/compare.py . . --before-auth off), and so do unkeyed edits and creates
-(sql/messages/edit_messages.sql, sql/chats/create_chat.sql); other writes are
+bench/compare.py . . --before-auth off), and so do edits, message deletions and
+unkeyed creates (sql/messages/edit_messages.sql, delete_messages.sql,
+sql/chats/create_chat.sql); other writes are
 charged here, before their handler runs. The statement holds each charged user's row lock for its
 own duration only, taken in user id order: writes of one user are charged
 one statement at a time, and statements never deadlock.
@@ -97,7 +98,7 @@ T = TypeVar("T")
 
 
 def refused_if_throttled(limit: WriteLimit, result: T | Throttled) -> T | TooManyWrites:
-    """One write's answer from a statement that charged it (a batched send, edit or create):
+    """One write's answer from a statement that charged it (a batched send, edit, deletion or create):
     TooManyWrites when the charge refused it, else the answer."""
     return TooManyWrites(limit, result.retry_after) if isinstance(result, Throttled) else result
 

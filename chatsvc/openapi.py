@@ -313,8 +313,8 @@ class Route(NamedTuple):
     handler: Handler
     operation: Operation
     # A write whose handler charges the user's write limit itself, in the
-    # statement that writes (a batched send, edit or create: chatsvc/sends.py,
-    # chatsvc/edits.py, chatsvc/creates.py), rather than before it runs
+    # statement that writes (a batched send, edit, deletion of a message or create:
+    # chatsvc/sends.py, chatsvc/changes.py, chatsvc/creates.py), rather than before it runs
     # (chatsvc/app.py's authenticated()).
     charged_by_handler: bool = False
 

@@ -38,6 +38,7 @@ GET_MESSAGE = statement("get_message", ":many")
 EDIT_MESSAGE = statement("edit_message", ":one")
 EDIT_MESSAGES = statement("edit_messages", ":many")
 DELETE_MESSAGE = statement("delete_message", ":one")
+DELETE_MESSAGES = statement("delete_messages", ":many")
 LIST_MESSAGES_BEFORE = statement("list_messages_before", ":many")
 LIST_MESSAGES_AFTER = statement("list_messages_after", ":many")
 LIST_CHAT_EVENTS = statement("list_chat_events", ":many")
@@ -350,17 +351,42 @@ async def edit_messages(
     in one statement: by each edit's position, the edited message as JSON;
     MessageRefused when the caller may not edit it or it is not there; Throttled when
     the write limit refused it; None when another transaction held its chat (the
-    statement skipped it). Run for a batch of edits (chatsvc/edits.py)."""
+    statement skipped it). Run for a batch of edits (chatsvc/changes.py)."""
     rows = await conn.fetch(
         EDIT_MESSAGES, chat_ids, message_ids, texts, users, any_roles, own_roles, per_write, burst
     )
-    results: dict[int, str | MessageRefused | Throttled | None] = {
-        position: MessageRefused(None, False) for position in range(len(chat_ids))
-    }
+    return _changes(rows, len(chat_ids), "message")
+
+
+async def delete_messages(
+    conn: asyncpg.Connection,
+    chat_ids: Sequence[int],
+    message_ids: Sequence[int],
+    users: Sequence[str | None],
+    any_roles: list[str],
+    own_roles: list[str],
+    per_write: timedelta,
+    burst: int,
+) -> dict[int, bool | MessageRefused | Throttled | None]:
+    """Charges each user's deletions to their write limit and makes every deletion allowed
+    (the i-th chat id, message id and caller user; each message at most once), in one
+    statement: by each deletion's position, True when it was deleted; otherwise as
+    edit_messages answers. Run for a batch of deletions (chatsvc/changes.py)."""
+    rows = await conn.fetch(
+        DELETE_MESSAGES, chat_ids, message_ids, users, any_roles, own_roles, per_write, burst
+    )
+    return _changes(rows, len(chat_ids), "deleted")
+
+
+def _changes(rows: list[asyncpg.Record], count: int, done: str) -> dict[int, Any]:
+    """Each change's outcome by position, from a statement that edits or deletes messages
+    in a batch: its done column (the edited message, or true for a deletion), Throttled,
+    None (busy: its chat was held elsewhere) or MessageRefused (no row: no such chat)."""
+    results: dict[int, Any] = {position: MessageRefused(None, False) for position in range(count)}
     for row in rows:
         position = row["position"] - 1
-        if row["message"] is not None:
-            results[position] = row["message"]
+        if row[done] is not None and row[done] is not False:
+            results[position] = row[done]
         elif row["retry_after"] is not None:
             results[position] = Throttled(row["retry_after"])
         elif row["busy"]:

@@ -15,7 +15,7 @@ import asyncpg
 import orjson
 import pytest
 
-from chatsvc import activity, batching, creates, edits, queries, reads, sends
+from chatsvc import activity, batching, changes, creates, queries, reads, sends
 from chatsvc.db import DatabaseUnavailable, Pool, open_database
 from chatsvc.limits import TooManyWrites, WriteLimit
 from chatsvc.queries import Members
@@ -281,7 +281,7 @@ async def queued_edits(
     pool: Pool, wanted: Sequence[tuple[int, int, str, str | None]], limit: WriteLimit = LIMIT
 ) -> list[Any]:
     """The edits (chat id, message id, text, caller user), made in one batch."""
-    return await queued(pool, edits.EDITS, [edits.edit_message(pool, *edit, limit) for edit in wanted])
+    return await queued(pool, changes.EDITS, [changes.edit_message(pool, *edit, limit) for edit in wanted])
 
 
 async def test_edits_queued_together_each_get_what_their_caller_may_do(pool: Pool) -> None:
@@ -347,10 +347,10 @@ async def test_an_edit_in_a_chat_held_elsewhere_goes_alone_and_holds_up_nothing_
     free, free_ids = await edited_chat(pool, "ann-busy-edits", [])
     await other.execute("SELECT FROM chats WHERE id = $1 FOR UPDATE", busy)  # e.g. a delete in progress
     held = await pool.acquire()
-    waiting = asyncio.create_task(edits.edit_message(pool, busy, busy_ids[5], "waits", None, LIMIT))
-    passing = asyncio.create_task(edits.edit_message(pool, free, free_ids[5], "passes", None, LIMIT))
+    waiting = asyncio.create_task(changes.edit_message(pool, busy, busy_ids[5], "waits", None, LIMIT))
+    passing = asyncio.create_task(changes.edit_message(pool, free, free_ids[5], "passes", None, LIMIT))
     await asyncio.sleep(0.05)
-    assert edits.EDITS.collecting(pool) == 2  # one batch
+    assert changes.EDITS.collecting(pool) == 2  # one batch
     pool.release(held)
     passed = await asyncio.wait_for(passing, 5)
     assert isinstance(passed, str) and orjson.loads(passed)["text"] == "passes"
@@ -358,6 +358,112 @@ async def test_an_edit_in_a_chat_held_elsewhere_goes_alone_and_holds_up_nothing_
     await other.execute("ROLLBACK")
     waited = await asyncio.wait_for(waiting, 5)  # alone, once the lock is gone
     assert isinstance(waited, str) and orjson.loads(waited)["text"] == "waits"
+
+
+# -- deletions of messages ----------------------------------------------------------
+
+
+async def queued_deletions(
+    pool: Pool, wanted: Sequence[tuple[int, int, str | None]], limit: WriteLimit = LIMIT
+) -> list[Any]:
+    """The deletions (chat id, message id, caller user), made in one batch."""
+    return await queued(
+        pool, changes.DELETES, [changes.delete_message(pool, *deletion, limit) for deletion in wanted]
+    )
+
+
+async def chat_row(pool: Pool, chat_id: int) -> asyncpg.Record:
+    async with pool.connection() as conn:
+        row: asyncpg.Record = await conn.fetchrow(
+            "SELECT last_message_id, last_deleted_seq, listed_activity FROM chats WHERE id = $1", chat_id
+        )
+    return row
+
+
+async def test_deletions_queued_together_each_get_what_their_caller_may_do(pool: Pool) -> None:
+    ann, bob, eve = (f"{name}-deletions" for name in ("ann", "bob", "eve"))
+    chat_id, ids = await edited_chat(pool, ann, [bob])
+    missing = 2**62
+    wanted = [
+        (chat_id, ids[5], None),  # the server deletes any message
+        (chat_id, ids[0], ann),  # an author their own
+        (chat_id, ids[1], bob),  # a member not another's: 403
+        (chat_id, ids[2], eve),  # a stranger: 404
+        (chat_id, missing, ann),  # no such message: 404
+        (missing, ids[3], None),  # no such chat: 404
+        (chat_id, ids[0], ann),  # the same message twice: goes alone, after, and finds it gone
+    ]
+    server, own, other, stranger, no_message, no_chat, again = await queued_deletions(pool, wanted)
+    assert server is None and own is None
+    assert other == queries.MessageRefused("member", True)
+    assert stranger == queries.MessageRefused(None, True)
+    assert no_message == queries.MessageRefused("member", False)
+    assert no_chat == queries.MessageRefused(None, False)
+    assert again == queries.MessageRefused("member", False)
+    assert [text for _, text in await stored(pool, chat_id)] == [f"by author {n}" for n in (2, 3, 4, 5)]
+    async with pool.connection() as conn:
+        logged = await conn.fetch(
+            "SELECT message_id, seq FROM message_changes WHERE chat_id = $1 AND deleted ORDER BY id", chat_id
+        )
+    # Each deletion done is logged, with the message's seq, under an event id of its own.
+    assert sorted((row["message_id"], row["seq"]) for row in logged) == [(ids[0], 1), (ids[5], 6)]
+    # The newest message went: the chat's activity falls back to the newest one left.
+    chat = await chat_row(pool, chat_id)
+    assert (chat["last_message_id"], chat["last_deleted_seq"], chat["listed_activity"]) == (ids[4], 6, None)
+
+
+async def test_a_batch_deleting_a_chats_newest_messages_falls_back_past_all_of_them(pool: Pool) -> None:
+    """The statement still sees the messages it deletes: the chat's newest message left is
+    found past every one of them, and a chat emptied in one batch has none."""
+    emptied, emptied_ids = await edited_chat(pool, "ann-newest-deleted", [])
+    kept, kept_ids = await edited_chat(pool, "ann-newest-deleted", [])
+    wanted = [(kept, kept_ids[5], None), (kept, kept_ids[3], None), (kept, kept_ids[4], None)]
+    wanted += [(emptied, message_id, None) for message_id in reversed(emptied_ids)]
+    assert await queued_deletions(pool, wanted) == [None] * 9
+    chat = await chat_row(pool, kept)
+    assert (chat["last_message_id"], chat["last_deleted_seq"]) == (kept_ids[2], 6)
+    assert [message_id for message_id, _ in await stored(pool, kept)] == kept_ids[:3]
+    chat = await chat_row(pool, emptied)
+    assert (chat["last_message_id"], chat["last_deleted_seq"]) == (None, 6)
+    shown = await reads.read_chat(pool, kept, 20, None)
+    assert shown is not None and [m["id"] for m in orjson.loads(shown)["messages"]] == kept_ids[:3]
+
+
+async def test_a_deletion_batch_charges_each_users_deletions_and_a_second_one_of_a_message_alone(
+    pool: Pool,
+) -> None:
+    ann = "ann-charged-deletions"
+    chat_id, ids = await edited_chat(pool, ann, [])
+    limit = WriteLimit(0.001, 2)  # two deletions now, the next in 1,000 s
+    first, twice, second = await queued_deletions(
+        pool, [(chat_id, ids[0], ann)] * 2 + [(chat_id, ids[1], ann)], limit
+    )
+    assert first is None and second is None
+    # The batch took both tokens; the second deletion of ids[0], charged alone, finds none.
+    assert isinstance(twice, TooManyWrites)
+    (refused,) = await queued_deletions(pool, [(chat_id, ids[2], ann)], limit)
+    assert isinstance(refused, TooManyWrites)  # and the next batch finds none either
+    assert [message_id for message_id, _ in await stored(pool, chat_id)] == ids[2:]
+
+
+async def test_a_deletion_in_a_chat_held_elsewhere_goes_alone_and_holds_up_nothing_batched_with_it(
+    pool: Pool, other: asyncpg.Connection
+) -> None:
+    busy, busy_ids = await edited_chat(pool, "ann-busy-deletions", [])
+    free, free_ids = await edited_chat(pool, "ann-busy-deletions", [])
+    await other.execute("SELECT FROM chats WHERE id = $1 FOR UPDATE", busy)  # e.g. a send in progress
+    held = await pool.acquire()
+    waiting = asyncio.create_task(changes.delete_message(pool, busy, busy_ids[5], None, LIMIT))
+    passing = asyncio.create_task(changes.delete_message(pool, free, free_ids[5], None, LIMIT))
+    await asyncio.sleep(0.05)
+    assert changes.DELETES.collecting(pool) == 2  # one batch
+    pool.release(held)
+    assert await asyncio.wait_for(passing, 5) is None
+    assert not waiting.done()  # the batch skipped the busy chat
+    await other.execute("ROLLBACK")
+    assert await asyncio.wait_for(waiting, 5) is None  # alone, once the lock is gone
+    assert [message_id for message_id, _ in await stored(pool, free)] == free_ids[:5]
+    assert [message_id for message_id, _ in await stored(pool, busy)] == busy_ids[:5]
 
 
 async def test_history_pages_queued_together_each_get_what_their_caller_may_read(

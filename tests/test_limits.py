@@ -455,6 +455,32 @@ async def test_a_send_that_waits_for_a_busy_chat_is_charged_once(
     assert (await send_as(client, chat_id, user(name))).status == 429
 
 
+async def test_a_users_message_deletions_past_the_burst_are_429_and_delete_nothing(
+    limited: Limited, db: asyncpg.Connection
+) -> None:
+    """Deletions of messages are charged by their batch's statement
+    (sql/messages/delete_messages.sql): a refused one deletes nothing, and one the
+    statement refuses otherwise (404) counts as any write does."""
+    client = await limited(rate=NO_REFILL, burst=3)
+    name = f"user-{secrets.token_hex(6)}"
+    chat_id = await member_chat(client, name)
+    ids = []
+    for _ in range(4):  # the server sends in the user's name: no charge
+        sent = await client.post(f"/chats/{chat_id}/messages/", json={"text": "hi", "author": name})
+        ids.append((await sent.json())["id"])
+    await problem(await client.delete(f"/chats/{chat_id}/messages/{2**62}", headers=user(name)), 404)
+    answers = [
+        await client.delete(f"/chats/{chat_id}/messages/{message_id}", headers=user(name))
+        for message_id in ids
+    ]
+    assert [answer.status for answer in answers] == [204, 204, 429, 429]
+    assert int(answers[2].headers["Retry-After"]) >= 1
+    assert (
+        await db.fetchval("SELECT array_agg(id ORDER BY id) FROM messages WHERE chat_id = $1", chat_id)
+        == ids[2:]
+    )
+
+
 def _charge_upsert(name: str, per_write: str, burst: str) -> str:
     """The bucket upsert of a statement, comments and layout dropped, its parameters renamed."""
     text = STATEMENTS[name].text
@@ -467,13 +493,18 @@ def _charge_upsert(name: str, per_write: str, burst: str) -> str:
 
 @pytest.mark.parametrize(
     ("statement", "per_write", "burst"),
-    [("create_messages", "$6", "$7"), ("edit_messages", "$7", "$8"), ("create_chat", "$6", "$7")],
+    [
+        ("create_messages", "$6", "$7"),
+        ("edit_messages", "$7", "$8"),
+        ("delete_messages", "$6", "$7"),
+        ("create_chat", "$6", "$7"),
+    ],
 )
 def test_a_batch_that_charges_its_own_writes_does_the_same_upsert_as_every_other_write(
     statement: str, per_write: str, burst: str
 ) -> None:
-    """Batched sends, edits and creates are charged by a copy of take_user_writes.sql's
-    upsert in their own statement (one round trip fewer per batch): each copy must
-    count alike. A copy rather than a function the four call, so that each statement
-    reads whole on its own."""
+    """Batched sends, edits, message deletions and creates are charged by a copy of
+    take_user_writes.sql's upsert in their own statement (one round trip fewer per
+    batch): each copy must count alike. A copy rather than a function the five call,
+    so that each statement reads whole on its own."""
     assert _charge_upsert(statement, per_write, burst) == _charge_upsert("take_user_writes", "$2", "$3")

@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from chatsvc import edits, limits, models, parameters, queries, reads, sends
+from chatsvc import changes, limits, models, parameters, reads, sends
 from chatsvc.handlers import caller_of, created_response, json_response, reading_database
 from chatsvc.keys import DATABASE, SETTINGS, WRITE_LIMIT
 from chatsvc.models import MessageCreate, MessageEdit
@@ -24,8 +24,6 @@ from chatsvc.permissions import (
     chat_not_found,
     message_not_found,
     message_refusal,
-    own_roles_allowed,
-    roles_allowed,
 )
 from chatsvc.problems import ValidationFailed
 from chatsvc.queries import MessageRefused
@@ -84,7 +82,7 @@ async def edit_message(request: web.Request) -> web.Response:
     chat_id, message_id = path_id(request, "chat_id"), path_id(request, "message_id")
     body = await json_body(request, MessageEdit, request.app[SETTINGS].body_timeout)
     # charged to the user's write limit by the batch's statement
-    edited = await edits.edit_message(
+    edited = await changes.edit_message(
         request.app[DATABASE], chat_id, message_id, body.text, caller.user, request.app[WRITE_LIMIT]
     )
     if isinstance(edited, MessageRefused):
@@ -96,16 +94,12 @@ async def edit_message(request: web.Request) -> web.Response:
 async def delete_message(request: web.Request) -> web.Response:
     caller = caller_of(request)
     chat_id, message_id = path_id(request, "chat_id"), path_id(request, "message_id")
-    action = Action.DELETE_MESSAGE
-    refused = await queries.delete_message(
-        request.app[DATABASE],
-        chat_id,
-        message_id,
-        caller.user,
-        roles_allowed(action),
-        own_roles_allowed(action),
+    # charged to the user's write limit by the batch's statement
+    refused = await changes.delete_message(
+        request.app[DATABASE], chat_id, message_id, caller.user, request.app[WRITE_LIMIT]
     )
     if refused is not None:
+        action = Action.DELETE_MESSAGE
         raise message_refusal(caller, refused.caller_role, refused.found, action, chat_id, message_id)
     return web.Response(status=204)
 
@@ -192,6 +186,7 @@ ROUTES: Routes = {
                 " their own (403 for another's); anyone else gets 404. Followers of the chat get"
                 " `message_deleted`.",
             ),
+            charged_by_handler=True,
         ),
     },
 }

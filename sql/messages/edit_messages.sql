@@ -2,7 +2,7 @@
 -- serves: PATCH /chats/{chat_id}/messages/{message_id}
 -- Edits several messages at once: the edits that queued for a connection
 -- together (chatsvc/batching.py), in any chats, each message at most once
--- (chatsvc/edits.py sends a second edit of a message alone). Each edit is
+-- (chatsvc/changes.py sends a second edit of a message alone). Each edit is
 -- what edit_message.sql does alone: it replaces the text and stamps
 -- edited_at when the caller may (the server, a member in a role of $5 for
 -- any message, the message's author in a role of $6), and logs the edit
