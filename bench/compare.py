@@ -83,10 +83,11 @@ def main() -> None:
         EmbeddedPostgres(Path(tmp) / "pg") as pg,
     ):
         urls = migrated_databases(pg, trees)
-        data = {}
+        prefilled = {}
         for name in trees:
             print(f"prefilling {name} ...", file=sys.stderr)
-            data[name] = bench.prefill(urls[name], 1, args.duration, extras=args.extras).data
+            # Per round its own messages to delete (with --extras): each goes once.
+            prefilled[name] = bench.prefill(urls[name], args.rounds, args.duration, extras=args.extras)
         for round_number in range(args.rounds):
             for name, tree in in_turn(trees, round_number):
                 port = bench.free_port()
@@ -95,9 +96,12 @@ def main() -> None:
                 auth = name == "after" or args.before_auth == "on"
                 env = {**bench.service_env(urls[name], auth=auth), "PYTHONPATH": str(tree)}
                 command = [sys.executable, "-m", "chatsvc", "serve", "--port", str(port)]
+                data = dict(prefilled[name].data)
+                if prefilled[name].deletions:
+                    data["DELETE_TARGETS"] = prefilled[name].deletions[round_number]
                 with bench.process(command, env, port, cwd=tree):
                     for scenario in scenarios:
-                        result = bench.wrk(binary, f"http://127.0.0.1:{port}", scenario, data[name], args)
+                        result = bench.wrk(binary, f"http://127.0.0.1:{port}", scenario, data, args)
                         measured[name][scenario].append(result["rps"])
                         tails[name][scenario].append(result["p99_ms"])
                 print(f"round {round_number + 1}, {name}: "
