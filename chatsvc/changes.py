@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import asyncpg
 
@@ -101,7 +101,7 @@ async def _edit_batch(
 
 async def _delete_batch(
     conn: asyncpg.Connection, deletions: Sequence[_Change]
-) -> Mapping[int, bool | MessageRefused | Throttled | None]:
+) -> Mapping[int, Literal[True] | MessageRefused | Throttled | None]:
     return await queries.delete_messages(
         conn,
         [deletion.chat_id for deletion in deletions],
@@ -115,7 +115,7 @@ async def _delete_batch(
 
 
 EDITS: Batched[_Change, str | MessageRefused] = Batched(_once_per_message(_edit_batch))
-DELETES: Batched[_Change, bool | MessageRefused] = Batched(_once_per_message(_delete_batch))
+DELETES: Batched[_Change, Literal[True] | MessageRefused] = Batched(_once_per_message(_delete_batch))
 
 
 async def _batched(batched: Batched[_Change, V], db: Pool, change: _Change) -> V | None:
@@ -153,4 +153,4 @@ async def delete_message(
     deleted = await _batched(DELETES, db, _Change(chat_id, message_id, "", user, limit))
     if deleted is None:
         return await queries.delete_message(db, chat_id, message_id, user, _DELETE_ANY, _DELETE_OWN)
-    return deleted if isinstance(deleted, MessageRefused) else None
+    return None if deleted is True else deleted

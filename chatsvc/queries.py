@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import asyncpg
 
@@ -367,7 +367,7 @@ async def delete_messages(
     own_roles: list[str],
     per_write: timedelta,
     burst: int,
-) -> dict[int, bool | MessageRefused | Throttled | None]:
+) -> dict[int, Literal[True] | MessageRefused | Throttled | None]:
     """Charges each user's deletions to their write limit and makes every deletion allowed
     (the i-th chat id, message id and caller user; each message at most once), in one
     statement: by each deletion's position, True when it was deleted; otherwise as
@@ -380,12 +380,13 @@ async def delete_messages(
 
 def _changes(rows: list[asyncpg.Record], count: int, done: str) -> dict[int, Any]:
     """Each change's outcome by position, from a statement that edits or deletes messages
-    in a batch: its done column (the edited message, or true for a deletion), Throttled,
+    in a batch: its done column when not null (the edited message, or true for a
+    deletion), Throttled,
     None (busy: its chat was held elsewhere) or MessageRefused (no row: no such chat)."""
     results: dict[int, Any] = {position: MessageRefused(None, False) for position in range(count)}
     for row in rows:
         position = row["position"] - 1
-        if row[done] is not None and row[done] is not False:
+        if row[done] is not None:
             results[position] = row[done]
         elif row["retry_after"] is not None:
             results[position] = Throttled(row["retry_after"])

@@ -27,7 +27,7 @@
 --         message), $5 own_roles text[] (member roles that may delete their own),
 --         $6 per_write interval (1 / CHATSVC_USER_WRITE_RATE seconds), $7 burst integer
 -- returns: one row per deletion: position bigint (1-based index into the arrays), then
---          deleted bool, retry_after interval (the write limit refused it: until a token
+--          deleted bool (true; null for one not done), retry_after interval (the write limit refused it: until a token
 --          is there), busy bool (another transaction held the chat), caller_role text
 --          (null when not a member) and found bool (the chat holds the message), the last
 --          two for a deletion refused otherwise -> 204, 429, alone, 403 or 404
@@ -146,16 +146,16 @@ SELECT position, true AS deleted, NULL::interval AS retry_after, false AS busy, 
     true AS found
 FROM deleted
 UNION ALL
-SELECT position, false, retry_after, false, NULL, NULL
+SELECT position, NULL, retry_after, false, NULL, NULL
 FROM refused
 UNION ALL
-SELECT deletion.position, false, NULL, true, NULL, NULL
+SELECT deletion.position, NULL, NULL, true, NULL, NULL
 FROM deletion
 WHERE deletion.chat_id NOT IN (SELECT id FROM chat)
     AND deletion.position NOT IN (SELECT position FROM refused)
     AND EXISTS (SELECT FROM chats WHERE chats.id = deletion.chat_id)
 UNION ALL
-SELECT allowed.position, false, NULL, false, allowed.caller_role,
+SELECT allowed.position, NULL, NULL, false, allowed.caller_role,
     EXISTS (SELECT FROM messages WHERE messages.chat_id = allowed.chat_id AND messages.id = allowed.message_id)
 FROM allowed
 WHERE allowed.position NOT IN (SELECT position FROM deleted);
