@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
@@ -33,6 +34,7 @@ from chatsvc.metrics import Metrics
 from chatsvc.observe import observe
 from chatsvc.parsing import MAX_BODY_BYTES
 from chatsvc.problems import Handler
+from chatsvc.routing import Router
 from chatsvc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -233,20 +235,26 @@ async def on_shutdown(app: web.Application) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(
-        client_max_size=MAX_BODY_BYTES,
-        middlewares=[observe],
-        handler_args={
-            # Bodies arrive as sent: compressed ones reach our 415 check instead
-            # of being inflated (or, for an unknown codec, refused as plain
-            # text) by the parser, and the 64 KiB limit is on what arrives.
-            "auto_decompress": False,
-            # A request whose client leaves runs to its end (a send that reached
-            # the database is stored), not cancelled half-way. run_app's default,
-            # pinned here because aiohttp's test server turns it on.
-            "handler_cancellation": False,
-        },
-    )
+    with warnings.catch_warnings():
+        # aiohttp deprecates passing a router (since 3.0; 3.14 still takes it). Ours is its
+        # UrlDispatcher with a faster lookup (chatsvc/routing.py); tests/test_routing.py
+        # fails if aiohttp stops taking it.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        app = web.Application(
+            router=Router(),
+            client_max_size=MAX_BODY_BYTES,
+            middlewares=[observe],
+            handler_args={
+                # Bodies arrive as sent: compressed ones reach our 415 check instead
+                # of being inflated (or, for an unknown codec, refused as plain
+                # text) by the parser, and the 64 KiB limit is on what arrives.
+                "auto_decompress": False,
+                # A request whose client leaves runs to its end (a send that reached
+                # the database is stored), not cancelled half-way. run_app's default,
+                # pinned here because aiohttp's test server turns it on.
+                "handler_cancellation": False,
+            },
+        )
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
     app[OPENAPI] = openapi_document()
