@@ -8,6 +8,17 @@ runner has its connection the batch closes, one statement answers all of it,
 and the next request starts a new batch. When no batch of it is running, a
 request runs at once, alone.
 
+While a batch runs, the batch collecting behind it takes at most half of the
+requests the statement has had in hand lately (the larger of the requests
+inside now and those of the last two batches run), and at least MIN_HALF:
+the process prepares one half while the database answers the other. Without
+that cap requests settle into unequal cohorts that stay so (a batch's
+answers go out together, so its clients' next requests come back together):
+at 32 clients, batches of 31 and of 1 took turns, the batch of 1 costing the
+database nearly what the batch of 31 did while the process waited for it.
+When nothing runs (the runner still waits for a connection), every request
+joins the one batch.
+
 Used for the reads of chatsvc/reads.py (a chat, history pages, a message,
 members, a user's listings: equal reads share one answer), and for sends and
 creates (each its own key, compared by identity: two equal sends store two
@@ -42,6 +53,10 @@ MAX_BATCH = 64
 # Over a slow network a batch simply grows, up to MAX_BATCH per round trip.
 # The next batch waits for its turn at most the pool's acquire timeout.
 MAX_IN_FLIGHT = 1
+# What the batch collecting behind a running one always takes, whatever half
+# of the requests in hand is: a burst that arrives one request at a time,
+# while few are in hand yet, is not cut into batches of one or two.
+MIN_HALF = 8
 
 # Runs the statement for every key of a batch. A key missing from the result
 # gets None; a key mapped to an exception raises it (that request alone fails).
@@ -74,32 +89,70 @@ def refused_alone(execute: Execute[K, V]) -> Execute[K, V]:
     return each_alone_if_refused
 
 
+class _PerPool(Generic[K, V]):
+    """One statement's batches on one pool."""
+
+    __slots__ = ("collecting", "in_flight", "inside", "joined", "recent", "running")
+
+    def __init__(self) -> None:
+        self.collecting: _Batch[K, V] | None = None  # the batch whose runner waits for its turn
+        self.joined = 0  # requests in it
+        self.inside = 0  # requests in run(): running, collecting, or waiting in a closed batch
+        self.running = 0  # requests of the batch whose statement runs; 0 when none does
+        self.recent = (0, 0)  # requests of the last two batches run
+        self.in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+    def takes(self, batch: _Batch[K, V], key: K) -> bool:
+        """Whether the collecting batch takes one more request for key."""
+        if key in batch:  # it shares an answer: no more work for the database
+            return True
+        if len(batch) >= MAX_BATCH:
+            return False
+        if self.running == 0:  # nothing runs: no half to prepare while the other is answered
+            return True
+        return self.joined < max(MIN_HALF, (max(self.inside, sum(self.recent)) + 1) // 2)
+
+
 class Batched(Generic[K, V]):
     """One statement (a function of many keys at once), batched per Pool."""
 
     def __init__(self, execute: Execute[K, V]) -> None:
         self._execute = execute
-        # Per pool: the batch whose runner is still waiting for a connection, or none.
-        self._collecting: WeakKeyDictionary[Database, _Batch[K, V]] = WeakKeyDictionary()
-        self._in_flight: WeakKeyDictionary[Database, asyncio.Semaphore] = WeakKeyDictionary()
+        self._pools: WeakKeyDictionary[Database, _PerPool[K, V]] = WeakKeyDictionary()
+
+    def _on(self, db: Database) -> _PerPool[K, V]:
+        state = self._pools.get(db)
+        if state is None:
+            state = self._pools[db] = _PerPool()
+        return state
 
     def collecting(self, db: Database) -> int:
         """How many keys the batch still open for requests (waiting for its turn) holds."""
-        return len(self._collecting.get(db, ()))
+        return len(self._on(db).collecting or ())
 
     async def run(self, db: Database, key: K) -> V | None:
         """The value for key; None when the statement found nothing for it."""
-        batch = self._collecting.get(db)
-        if batch is not None and (key in batch or len(batch) < MAX_BATCH):
-            waiter: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
-            batch.setdefault(key, []).append(waiter)
-            return await waiter
-        batch = {key: []}
-        self._collecting[db] = batch
+        state = self._on(db)
+        state.inside += 1
         try:
-            results = await self._run_batch(db, batch)
+            batch = state.collecting
+            if batch is not None and state.takes(batch, key):
+                waiter: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
+                batch.setdefault(key, []).append(waiter)
+                state.joined += 1
+                return await waiter
+            return await self._run(db, state, key)
+        finally:
+            state.inside -= 1
+
+    async def _run(self, db: Database, state: _PerPool[K, V], key: K) -> V | None:
+        """Starts a batch with key, runs it once its turn comes, and answers all of it."""
+        batch: _Batch[K, V] = {key: []}
+        state.collecting, state.joined = batch, 1
+        try:
+            results = await self._run_batch(db, state, batch)
         except BaseException as exc:
-            self._close(db, batch)
+            self._close(state, batch)
             # The same failure for every request of the batch; a cancelled
             # runner (only at shutdown) leaves the others unable to go on.
             failure = exc if isinstance(exc, Exception) else DatabaseUnavailable("batch cancelled")
@@ -122,11 +175,11 @@ class Batched(Generic[K, V]):
             raise result
         return result
 
-    async def _run_batch(self, db: Database, batch: _Batch[K, V]) -> Mapping[K, V | Exception]:
+    async def _run_batch(
+        self, db: Database, state: _PerPool[K, V], batch: _Batch[K, V]
+    ) -> Mapping[K, V | Exception]:
         """Waits for a turn and a connection, closes the batch, and runs all of it."""
-        in_flight = self._in_flight.get(db)
-        if in_flight is None:
-            in_flight = self._in_flight[db] = asyncio.Semaphore(MAX_IN_FLIGHT)
+        in_flight = state.in_flight
         if in_flight.locked():  # else acquire() returns at once: no timer to set
             try:
                 async with asyncio.timeout(db.acquire_timeout):
@@ -137,11 +190,19 @@ class Batched(Generic[K, V]):
             await in_flight.acquire()
         try:
             async with db.connection() as conn:
-                self._close(db, batch)
-                return await self._execute(conn, list(batch))
+                joined = self._close(state, batch)
+                state.running = joined
+                state.recent = (state.recent[1], joined)
+                try:
+                    return await self._execute(conn, list(batch))
+                finally:
+                    state.running = 0
         finally:
             in_flight.release()
 
-    def _close(self, db: Database, batch: _Batch[K, V]) -> None:
-        if self._collecting.get(db) is batch:
-            del self._collecting[db]
+    @staticmethod
+    def _close(state: _PerPool[K, V], batch: _Batch[K, V]) -> int:
+        """Closes batch to further requests, if still open; how many requests it holds."""
+        if state.collecting is batch:
+            state.collecting = None
+        return sum(map(len, batch.values())) + 1  # the waiters, and the runner

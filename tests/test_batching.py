@@ -150,6 +150,40 @@ async def test_at_most_max_in_flight_batches_run_and_the_next_collects_meanwhile
         await wide.close()
 
 
+async def test_while_a_batch_runs_the_one_behind_it_takes_half_of_the_requests_in_hand(
+    database_url: str, chats: list[int], other: asyncpg.Connection
+) -> None:
+    """A batch collecting behind a running one stops at half of the requests in hand
+    (at least MIN_HALF); the rest start another, and each read gets its own answer."""
+    wide = await open_database(
+        Settings(**CREDENTIALS, database_url=database_url, pool_max_size=10, pool_acquire_timeout=5)
+    )
+    try:
+        await other.execute("LOCK TABLE chats IN ACCESS EXCLUSIVE MODE")
+        running = await fill_in_flight(wide, chats[2])
+        burst = 4 * batching.MIN_HALF
+        wanted = [(chats[2], limit) for limit in range(1, burst + 1)]  # distinct keys
+        queued = [
+            asyncio.create_task(reads.read_chat(wide, *read, None)) for read in wanted[: batching.MIN_HALF]
+        ]
+        await asyncio.sleep(0.05)
+        assert reads.CHAT_READS.collecting(wide) == batching.MIN_HALF  # one batch, whatever half is
+        queued += [
+            asyncio.create_task(reads.read_chat(wide, *read, None)) for read in wanted[batching.MIN_HALF :]
+        ]
+        await asyncio.sleep(0.1)
+        # The batch collecting now holds at most half of the requests in hand.
+        assert 0 < reads.CHAT_READS.collecting(wide) <= (burst + 2) // 2
+        await other.execute("ROLLBACK")
+        answers = await asyncio.gather(*queued)
+        assert [len(orjson.loads(found or "")["messages"]) for found in answers] == [
+            min(limit, 5) for _, limit in wanted
+        ]
+        assert all(answer is not None for answer in await asyncio.gather(*running))
+    finally:
+        await wide.close()
+
+
 async def test_a_batch_that_waits_for_its_turn_past_the_acquire_timeout_is_unavailable(
     database_url: str, chats: list[int], other: asyncpg.Connection
 ) -> None:
