@@ -132,4 +132,11 @@ function setup(thread)
   started = started + 1
 end
 
+-- Each thread its own random sequence. Unseeded, every thread's LuaJIT state starts
+-- from the same one: the threads sent the same requests in step, and reads that
+-- queued together shared answers they would not share with real clients.
+function init(args)
+  math.randomseed(1 + (thread_index or 0))
+end
+
 request = scenarios[scenario]
