@@ -12,7 +12,9 @@ scenarios read; written without seq or counters for a schema from before
 migration 0007); each round runs get_chat and
 post_message (or --scenarios) with wrk against one, then the other, taking turns on who goes
 first, so that drift in a shared, noisy machine lands on both. Prints each
-scenario's requests/s and p99 per round, and their medians. Run by hand, never by tests.
+scenario's requests/s, p99 and the serving process's CPU time per request
+(from /proc: it moves less than requests/s when the machine's speed drifts)
+per round, and their medians. Run by hand, never by tests.
 
 `--before-auth off` serves BEFORE with CHATSVC_AUTH=off: `compare.py . .
 --before-auth off` is what checking credentials, membership and the write
@@ -26,6 +28,7 @@ deletions, listings, search; both trees need migration 0008), for
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -54,6 +57,12 @@ def migrated_databases(pg: EmbeddedPostgres, trees: dict[str, Path]) -> dict[str
     return urls
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) process pid has used so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def in_turn(trees: dict[str, Path], round_number: int) -> list[tuple[str, Path]]:
     """The trees in this round's order: who goes first alternates, so drift lands on both."""
     order = list(trees.items())
@@ -78,6 +87,7 @@ def main() -> None:
     binary = bench.ensure_wrk()
     measured: dict[str, dict[str, list[float]]] = {name: {s: [] for s in scenarios} for name in trees}
     tails: dict[str, dict[str, list[float]]] = {name: {s: [] for s in scenarios} for name in trees}  # p99 ms
+    costs: dict[str, dict[str, list[float]]] = {name: {s: [] for s in scenarios} for name in trees}  # CPU us
     with (
         tempfile.TemporaryDirectory(prefix="chatsvc-compare-") as tmp,
         EmbeddedPostgres(Path(tmp) / "pg") as pg,
@@ -99,14 +109,17 @@ def main() -> None:
                 data = dict(prefilled[name].data)
                 if prefilled[name].deletions:
                     data["DELETE_TARGETS"] = prefilled[name].deletions[round_number]
-                with bench.process(command, env, port, cwd=tree):
+                with bench.process(command, env, port, cwd=tree) as served:
                     for scenario in scenarios:
+                        used = cpu_seconds(served.pid)
                         result = bench.wrk(binary, f"http://127.0.0.1:{port}", scenario, data, args)
+                        used = cpu_seconds(served.pid) - used
                         measured[name][scenario].append(result["rps"])
                         tails[name][scenario].append(result["p99_ms"])
+                        costs[name][scenario].append(used / (result["rps"] * args.duration) * 1e6)
                 print(f"round {round_number + 1}, {name}: "
                       f"{ {s: round(v[-1]) for s, v in measured[name].items()} }", file=sys.stderr)  # fmt: skip
-    for title, values, digits in (("req/s", measured, 0), ("p99 ms", tails, 1)):
+    for title, values, digits in (("req/s", measured, 0), ("p99 ms", tails, 1), ("CPU us/req", costs, 1)):
         print(f"\n{title:<16}{'before':>10}{'after':>10}{'after/before':>14}   each round (before | after)")
         for scenario in scenarios:
             before, after = (statistics.median(values[name][scenario]) for name in trees)
