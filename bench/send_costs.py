@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,9 +32,7 @@ from pathlib import Path
 
 import asyncpg
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run as bench
-
+from chatsvc import migrate
 from chatsvc.embedded import EmbeddedPostgres
 from chatsvc.permissions import Action, roles_allowed
 from chatsvc.sql import STATEMENTS
@@ -129,7 +126,7 @@ def main() -> None:
         EmbeddedPostgres(Path(tmp) / "pg") as pg,
     ):
         url = pg.url()
-        subprocess.run([sys.executable, "-m", "chatsvc", "migrate"], env=bench.service_env(url), check=True)
+        migrate.apply(url)
         medians = asyncio.run(measure(url, args))
     everything = statistics.median(medians["everything"])
     print(

@@ -128,7 +128,8 @@ class Batched(Generic[K, V]):
 
     def collecting(self, db: Database) -> int:
         """How many keys the batch still open for requests (waiting for its turn) holds."""
-        return len(self._on(db).collecting or ())
+        state = self._pools.get(db)
+        return 0 if state is None else len(state.collecting or ())
 
     async def run(self, db: Database, key: K) -> V | None:
         """The value for key; None when the statement found nothing for it."""
