@@ -86,10 +86,10 @@ from chatsvc.embedded import EmbeddedPostgres, bin_dir
 from chatsvc.sql import STATEMENTS
 
 HERE = Path(__file__).resolve().parent
-# create_chat runs last: the chats it makes (thousands a second) are new, so
-# unlisted, and the activity flush then lists them for a while. Until the flush
-# picked its chats before locking them, the scenarios after it paid for that
-# heavily (the README's Known gaps); now it is only the flush's own work.
+# create_chat runs last: it makes thousands of chats a second. Until they were
+# created listed (sql/chats/create_chat.sql), the activity flush then listed
+# them for a while, and before the flush picked its chats before locking them,
+# the scenarios after it paid for that heavily (the README's Known gaps).
 SCENARIOS = ("get_chat", "get_chat_big", "history", "history_deep", "history_after", "get_message", "members",
              "post_message", "edit_message", "delete_message", "mixed", "list_chats_unread_1m",
              "list_chats_by_activity", "search_rare_user", "search_common_user", "search_rare_server",

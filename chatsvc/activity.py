@@ -1,8 +1,9 @@
 """Keeps members' copies of their chats' activity current (migrations/0008).
 
-A send marks its chat unlisted instead of writing a row per member; every
-serving process runs flush() every ACTIVITY_FLUSH_INTERVAL (chatsvc/app.py),
-and one of them at a time copies the activity of the unlisted chats to their
+A chat is created listed (sql/chats/create_chat.sql copies its activity into
+its member rows). A send marks its chat unlisted instead of writing a row per
+member; every serving process runs flush() every ACTIVITY_FLUSH_INTERVAL
+(chatsvc/app.py), and one of them at a time copies the activity of the unlisted chats to their
 members, but for the KEPT_UNLISTED most recently active: those are being
 written to, and their next send would undo the copy. A user's listing by
 activity reads the unlisted chats from chats itself, so it is exact either

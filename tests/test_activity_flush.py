@@ -14,7 +14,7 @@ from chatsvc.db import Pool
 from chatsvc.keys import DATABASE
 from tests.api import waiting_on_a_lock
 from tests.conftest import Client
-from tests.credentials import SERVER
+from tests.credentials import SERVER, user
 from tests.test_read_state import activity_ids, chat_with, post_as, someone
 
 # Member copies that a listing would trust (their chat is listed) but that do not hold
@@ -46,6 +46,36 @@ async def delete_newest(client: Client, chat_id: int) -> None:
         message_id = page["messages"][0]["id"]
         response = await client.delete(f"/chats/{chat_id}/messages/{message_id}", headers=SERVER)
         assert response.status in (204, 404), await response.text()
+
+
+async def test_a_chat_is_created_listed_with_its_members_copies_in(
+    client: Client, db: asyncpg.Connection
+) -> None:
+    """A create (with and without an Idempotency-Key, by a user and by the server) lists
+    its chat at once, at its creation's activity, which each member's copy holds: the
+    flush has nothing of it to rewrite."""
+    alice, bob = someone("alice"), someone("bob")
+    by_alice = {"title": "new", "members": [{"user": bob}]}  # alice joins as its owner
+    by_server = {"title": "new", "members": [{"user": alice, "role": "owner"}, {"user": bob}]}
+    created = []
+    for body, headers in (
+        (by_alice, user(alice)),
+        (by_alice, {**user(alice), "Idempotency-Key": someone("key")}),
+        (by_server, SERVER),
+        (by_server, {**SERVER, "Idempotency-Key": someone("key")}),
+    ):
+        response = await client.post("/chats/", json=body, headers=headers)
+        assert response.status == 201, await response.text()
+        created.append((await response.json())["id"])
+    rows = await db.fetch(
+        "SELECT c.id, c.activity, c.listed_activity, array_agg(m.activity) AS copies"
+        " FROM chats AS c JOIN chat_members AS m ON m.chat_id = c.id WHERE c.id = ANY ($1) GROUP BY c.id",
+        created,
+    )
+    assert len(rows) == len(created)
+    for row in rows:
+        assert row["listed_activity"] == row["activity"] and row["copies"] == [row["activity"]] * 2, dict(row)
+    assert await activity_ids(client, bob) == created[::-1]
 
 
 async def test_the_listing_follows_a_model_whether_or_not_the_flush_has_run(client: Client) -> None:

@@ -652,7 +652,8 @@ async def test_listings_by_activity_queued_together_each_get_their_own_users_cha
         )
     first = queries.FIRST_BY_ACTIVITY
     wanted = [(first, limit, user) for limit in (1, 5) for user in (alice, bob, "nobody")]
-    for flushed in (False, True):  # new chats are unlisted; flushed, their members' copies list them
+    # Chats inserted by SQL are unlisted; flushed, their members' copies list them.
+    for flushed in (False, True):
         if flushed:
             await activity.flush(pool, kept=0)
         expected = [await reads.read_listing_by_activity(pool, *listing) for listing in wanted]

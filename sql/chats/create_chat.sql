@@ -7,7 +7,8 @@
 -- is a single chat. A user's chat lists the user as its first owner
 -- (chatsvc/handlers/chats.py names them among its members); the server's has
 -- exactly the members it lists. Each chat's id is drawn first, so that its
--- members can join it by its title's position.
+-- members can join it by its title's position, and its created_mark (its
+-- activity until its first message) with it, so that it is created listed.
 -- A user's create is first charged to the user's write limit, in this same
 -- statement, as create_messages.sql charges sends (the upsert of
 -- sql/limits/take_user_writes.sql, which says how it counts): a charge in a
@@ -70,19 +71,26 @@ refused AS (
     WHERE creating.nth_of_user > charged.granted
 ),
 new_chat AS MATERIALIZED (
-    SELECT nextval(pg_get_serial_sequence('chats', 'id')) AS id, title, position
+    SELECT
+        nextval(pg_get_serial_sequence('chats', 'id')) AS id,
+        nextval(pg_get_serial_sequence('messages', 'id')) AS mark,
+        title,
+        position
     FROM creating
     WHERE position NOT IN (SELECT position FROM refused)
 ),
+-- Listed from the start (migrations/0008): its activity is its created_mark,
+-- which each member row copies here, so the activity flush never rewrites a
+-- new chat's rows (it did, every chat and member, shortly after each create).
 chat AS (
-    INSERT INTO chats (id, title)
+    INSERT INTO chats (id, title, created_mark, listed_activity)
     OVERRIDING SYSTEM VALUE
-    SELECT id, title FROM new_chat
+    SELECT id, title, mark, mark FROM new_chat
     RETURNING id, title, created_at
 ),
 members AS (
-    INSERT INTO chat_members (chat_id, user_id, role)
-    SELECT new_chat.id, member.user_id, member.role
+    INSERT INTO chat_members (chat_id, user_id, role, activity)
+    SELECT new_chat.id, member.user_id, member.role, new_chat.mark
     FROM unnest($2::bigint[], $3::text[], $4::text[]) AS member (position, user_id, role)
     JOIN new_chat ON new_chat.position = member.position
 )

@@ -27,16 +27,20 @@ WITH earlier AS (
     ) AS chat ON true
     WHERE key_row.caller = $4 AND key_row.key = $5
 ),
-created AS (
-    INSERT INTO chats (title)
-    SELECT $1
+-- Listed from the start, as in create_chat.sql, which says why.
+mark AS MATERIALIZED (
+    SELECT nextval(pg_get_serial_sequence('messages', 'id')) AS mark
     WHERE NOT EXISTS (SELECT FROM earlier)
+),
+created AS (
+    INSERT INTO chats (title, created_mark, listed_activity)
+    SELECT $1, mark, mark FROM mark
     RETURNING id, title, created_at
 ),
 members AS (
-    INSERT INTO chat_members (chat_id, user_id, role)
-    SELECT created.id, member.user_id, member.role
-    FROM created, unnest($2::text[], $3::text[]) AS member (user_id, role)
+    INSERT INTO chat_members (chat_id, user_id, role, activity)
+    SELECT created.id, member.user_id, member.role, mark.mark
+    FROM created, mark, unnest($2::text[], $3::text[]) AS member (user_id, role)
 ),
 recorded AS (
     INSERT INTO chat_idempotency_keys (caller, key, chat_id, fingerprint)
