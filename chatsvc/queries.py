@@ -22,9 +22,9 @@ if TYPE_CHECKING:  # chatsvc.db opens connections with read_session_settings
 
 CREATE_CHAT = statement("create_chat", ":many")
 CREATE_CHAT_ONCE = statement("create_chat_once", ":one")
-LIST_CHATS = statement("list_chats", ":val")
+LIST_CHATS = statement("list_chats", ":many")
 LIST_CHATS_OF_USER = statement("list_chats_of_user", ":many")
-LIST_CHATS_BY_ACTIVITY = statement("list_chats_by_activity", ":val")
+LIST_CHATS_BY_ACTIVITY = statement("list_chats_by_activity", ":many")
 LIST_CHATS_OF_USER_BY_ACTIVITY = statement("list_chats_of_user_by_activity", ":many")
 FLUSH_ACTIVITY = statement("flush_activity", ":val")
 GET_CHATS_WITH_LATEST_MESSAGES = statement("get_chats_with_latest_messages", ":many")
@@ -185,20 +185,6 @@ async def create_chat_once(
     if row["chat"] is None:
         raise KeyedResourceGone(key)
     return _created(row, "chat")
-
-
-async def list_chats(db: Database, before: int | None, limit: int) -> str:
-    """A page of every chat, newest first, as JSON {chats, next_before}."""
-    async with db.connection() as conn:
-        listing: str = await conn.fetchval(LIST_CHATS, NEWEST if before is None else before, limit)
-    return listing
-
-
-async def list_chats_by_activity(db: Database, cursor: ActivityCursor, limit: int) -> str:
-    """A page of every chat, most recently active first, as JSON {chats, next_cursor}."""
-    async with db.connection() as conn:
-        listing: str = await conn.fetchval(LIST_CHATS_BY_ACTIVITY, cursor.activity, cursor.chat_id, limit)
-    return listing
 
 
 async def flush_activity(db: Database, batch_size: int, kept: int) -> int:

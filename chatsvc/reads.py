@@ -1,7 +1,7 @@
 """Reads that arrive together share one statement: a chat with its latest messages
 (GET /chats/{chat_id}), history pages both ways (GET /chats/{chat_id}/messages/),
 one message (GET /chats/{chat_id}/messages/{message_id}), pages of members
-(GET /chats/{chat_id}/members) and a user's listings (GET /chats/, by id and by activity).
+(GET /chats/{chat_id}/members) and the listings (GET /chats/, by id and by activity).
 
 Each is batched (chatsvc/batching.py) with the same reads that arrive while
 the previous batch of its statement runs: one sql/ file answers all of them
@@ -39,9 +39,11 @@ PAGES_BEFORE = _batched(queries.LIST_MESSAGES_BEFORE, _READERS)
 PAGES_AFTER = _batched(queries.LIST_MESSAGES_AFTER, _READERS)
 MESSAGE_READS = _batched(queries.GET_MESSAGE, _READERS)
 MEMBER_PAGES = _batched(queries.LIST_MEMBERS, _READERS)
-# A user's own chats, by id and by activity: no role is asked.
+# A user's own chats, by id and by activity: no role is asked. The server's: every chat.
 USER_LISTINGS = _batched(queries.LIST_CHATS_OF_USER)
 USER_LISTINGS_BY_ACTIVITY = _batched(queries.LIST_CHATS_OF_USER_BY_ACTIVITY)
+SERVER_LISTINGS = _batched(queries.LIST_CHATS)
+SERVER_LISTINGS_BY_ACTIVITY = _batched(queries.LIST_CHATS_BY_ACTIVITY)
 
 
 async def read_chat(db: Database, chat_id: int, message_limit: int, user: str | None) -> str | None:
@@ -78,17 +80,26 @@ async def read_members(db: Database, chat_id: int, after: str, limit: int, user:
     return await MEMBER_PAGES.run(db, (chat_id, after, limit, user))
 
 
-async def read_listing(db: Database, before: int | None, limit: int, user: str) -> str:
-    """A page of the user's chats, newest first, as JSON {chats, next_before}."""
-    listing = await USER_LISTINGS.run(db, (queries.NEWEST if before is None else before, limit, user))
+async def read_listing(db: Database, before: int | None, limit: int, user: str | None) -> str:
+    """A page of the user's chats (user None: the server's, every chat), newest first,
+    as JSON {chats, next_before}."""
+    start = queries.NEWEST if before is None else before
+    if user is None:
+        listing = await SERVER_LISTINGS.run(db, (start, limit))
+    else:
+        listing = await USER_LISTINGS.run(db, (start, limit, user))
     assert listing is not None  # a listing always answers, if only with no chats
     return listing
 
 
 async def read_listing_by_activity(
-    db: Database, cursor: queries.ActivityCursor, limit: int, user: str
+    db: Database, cursor: queries.ActivityCursor, limit: int, user: str | None
 ) -> str:
-    """A page of the user's chats, most recently active first, as JSON {chats, next_cursor}."""
-    listing = await USER_LISTINGS_BY_ACTIVITY.run(db, (cursor.activity, cursor.chat_id, limit, user))
+    """A page of the user's chats (user None: the server's, every chat), most recently
+    active first, as JSON {chats, next_cursor}."""
+    if user is None:
+        listing = await SERVER_LISTINGS_BY_ACTIVITY.run(db, (cursor.activity, cursor.chat_id, limit))
+    else:
+        listing = await USER_LISTINGS_BY_ACTIVITY.run(db, (cursor.activity, cursor.chat_id, limit, user))
     assert listing is not None  # a listing always answers, if only with no chats
     return listing

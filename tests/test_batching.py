@@ -672,6 +672,39 @@ async def test_listings_by_activity_queued_together_each_get_their_own_users_cha
         assert answers[(first, 5, "nobody")] == {"chats": [], "next_cursor": None}
 
 
+async def test_the_servers_listings_queued_together_share_a_statement_each(
+    pool: Pool, chats: list[int]
+) -> None:
+    """The server lists every chat; its listings batch as a user's do, one statement per order."""
+    first = queries.FIRST_BY_ACTIVITY
+    by_id = [(before, limit, None) for before in (None, chats[2] + 1, chats[2]) for limit in (1, 2)]
+    by_activity = [(first, limit, None) for limit in (1, 3)]
+    expected = [await reads.read_listing(pool, *listing) for listing in by_id]
+    expected += [await reads.read_listing_by_activity(pool, *listing) for listing in by_activity]
+    held = await pool.acquire()
+    pending = [asyncio.create_task(reads.read_listing(pool, *listing)) for listing in by_id]
+    pending += [
+        asyncio.create_task(reads.read_listing_by_activity(pool, *listing)) for listing in by_activity
+    ]
+    await asyncio.sleep(0.05)
+    assert reads.SERVER_LISTINGS.collecting(pool) == len(by_id)
+    assert reads.SERVER_LISTINGS_BY_ACTIVITY.collecting(pool) == len(by_activity)
+    pool.release(held)
+    assert await asyncio.gather(*pending) == expected
+    answers = {
+        key: orjson.loads(answer) for key, answer in zip([*by_id, *by_activity], expected, strict=True)
+    }
+    # The fixture's chats are the newest and (chats[2] written to last) the most recently active.
+    assert [chat["id"] for chat in answers[(None, 2, None)]["chats"]] == [chats[2], chats[1]]
+    assert answers[(None, 2, None)]["next_before"] == chats[1]
+    assert answers[(chats[2] + 1, 1, None)] == answers[(None, 1, None)]
+    assert [chat["id"] for chat in answers[(chats[2], 2, None)]["chats"]] == [chats[1], chats[0]]
+    assert answers[(chats[2], 1, None)]["chats"][0]["last_message"]["text"] == "m1"
+    assert [chat["id"] for chat in answers[(first, 3, None)]["chats"]] == [chats[2], chats[1], chats[0]]
+    assert [chat["id"] for chat in answers[(first, 1, None)]["chats"]] == [chats[2]]
+    assert answers[(first, 1, None)]["next_cursor"] is not None
+
+
 # -- creates ----------------------------------------------------------------------
 
 

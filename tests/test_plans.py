@@ -468,7 +468,7 @@ async def test_chat_pages_read_at_most_limit_plus_one_rows_at_any_depth(
     conn, _ = plans
     low, high = await conn.fetchrow("SELECT min(id), max(id) FROM chats")
     for before in (queries.NEWEST, (low + high) // 2, low + limit):
-        plan = await explain(conn, queries.LIST_CHATS, before, limit)
+        plan = await explain(conn, queries.LIST_CHATS, *pg_arrays([before], [limit]))
         scans = rows_read(plan, "chats")
         assert scans and all(node.get("Index Name", "chats_pkey") == "chats_pkey" for node in scans)
         assert total_rows(scans) <= limit + 2
@@ -671,11 +671,11 @@ async def test_the_servers_listing_by_activity_reads_at_most_limit_plus_one_entr
         for row in (ranked[len(ranked) // 2], ranked[-limit - 2])
     ]
     for cursor in cursors:
-        args = (cursor.activity, cursor.chat_id, limit)
-        listing = json.loads(await conn.fetchval(queries.LIST_CHATS_BY_ACTIVITY, *args))
+        args = ([cursor.activity], [cursor.chat_id], [limit])
+        listing = json.loads((await conn.fetchrow(queries.LIST_CHATS_BY_ACTIVITY, *args))["listing"])
         below = [row["id"] for row in ranked if (row["activity"], row["id"]) < cursor]
         assert [chat["id"] for chat in listing["chats"]] == below[:limit] and listing["next_cursor"]
-        plan = await explain(conn, queries.LIST_CHATS_BY_ACTIVITY, *args)
+        plan = await explain(conn, queries.LIST_CHATS_BY_ACTIVITY, *pg_arrays(*args))
         scans = rows_read(plan, "chats")
         ordered = [node for node in scans if node.get("Index Name") == "chats_activity_id"]
         assert ordered and total_rows(ordered) <= limit + 1

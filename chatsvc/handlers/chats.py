@@ -75,13 +75,9 @@ async def list_chats(request: web.Request) -> web.Response:
         if before is not None:
             raise _not_with(order, CHATS_BEFORE.name)
         start = FIRST_BY_ACTIVITY if cursor is None else ActivityCursor(*cursor)
-        if caller.user is None:
-            return json_response(await queries.list_chats_by_activity(db, start, limit))
         return json_response(await reads.read_listing_by_activity(db, start, limit, caller.user))
     if cursor is not None:
         raise _not_with(order, CHATS_CURSOR.name)
-    if caller.user is None:
-        return json_response(await queries.list_chats(db, before, limit))
     return json_response(await reads.read_listing(db, before, limit, caller.user))
 
 
